@@ -1,0 +1,11 @@
+"""Test setup shared by every suite: the repository root and tests/ are importable."""
+
+import os
+import sys
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TESTS_DIR)
+
+for path in (REPO_ROOT, TESTS_DIR):
+    if path not in sys.path:
+        sys.path.insert(0, path)
