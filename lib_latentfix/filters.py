@@ -1,0 +1,344 @@
+"""The source post's three SDXL latent filters, per image, vectorized and free of host syncs.
+
+Every filter takes a latent ``x`` of shape ``[B, C, H, W]`` and returns a **new** tensor of the same shape,
+dtype and device; ``x`` itself is never written. Statistics are taken per image (never across the batch),
+accumulated in float32 (float64 for float64 input).
+
+Center and maximize are per-channel affine maps ``y = scale * x + offset`` whose coefficients follow from
+per-channel mean / min / max. That lets :mod:`lib_latentfix.schedule` chain several of them with a single
+statistics pass and a single elementwise pass.
+
+Rules for bad values (the same for every filter):
+
+* an image whose statistics are not finite (it holds a NaN or ±inf in the region looked at) is returned
+  unchanged, bit for bit; the other images of the batch are filtered normally;
+* an all-zero image stays all-zero (maximize leaves an image whose largest magnitude is 0 alone);
+* with a ``mask`` (the repaint weight of inpainting, 1 = repaint), statistics are taken where the mask is
+  positive (the mean weighted by it) and the result is blended ``x + mask * (filtered - x)``, so pixels
+  outside the mask keep their values. An image whose mask is empty is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+Tensor = torch.Tensor
+
+ALL_CHANNELS: tuple[int, ...] = (0, 1, 2, 3)
+COLOUR_CHANNELS: tuple[int, ...] = (0, 1, 2)
+
+
+# --------------------------------------------------------------------------------------------------------
+# validation
+
+
+def check_latent(x: object) -> Tensor:
+    """Return ``x`` if it is a floating ``[B, C, H, W]`` tensor, else raise ``ValueError``."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape [B, C, H, W], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+    return x
+
+
+def check_number(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite number in the range, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or too_low or value > high:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {bracket}{low:g}, {high:g}], got {value!r}")
+    return value
+
+
+def check_channels(name: str, channels: Iterable[int], n_channels: Optional[int] = None) -> tuple[int, ...]:
+    """Return ``channels`` as a sorted tuple of distinct channel indices, else raise ``ValueError``."""
+    try:
+        items = tuple(channels)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of channel indices, got {channels!r}") from None
+    for c in items:
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ValueError(f"{name} must hold non-negative integers, got {channels!r}")
+        if n_channels is not None and c >= n_channels:
+            raise ValueError(f"{name} holds channel {c}, but the latent has {n_channels} channels")
+    if len(set(items)) != len(items):
+        raise ValueError(f"{name} must not repeat a channel, got {channels!r}")
+    return tuple(sorted(items))
+
+
+def check_soft_clamp_args(threshold: float, boundary: float) -> tuple[float, float]:
+    """Validate the soft clamp's ``threshold`` (0 ≤ threshold ≤ boundary) and ``boundary`` (> 0)."""
+    boundary = check_number("boundary", boundary, 0.0, 1e4, low_open=True)
+    threshold = check_number("threshold", threshold, 0.0, boundary)
+    return threshold, boundary
+
+
+# --------------------------------------------------------------------------------------------------------
+# statistics
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype statistics are accumulated in: float64 for float64 input, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def repaint_weight(mask: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """Bring an inpaint repaint mask to ``[B or 1, 1, H, W]`` in the compute dtype, on ``x``'s device.
+
+    Accepts ``[H, W]``, ``[C, H, W]`` (A1111's ``p.nmask``), ``[B, 1, H, W]`` or ``[B, C, H, W]``; a channel
+    dimension is reduced to its first channel (the WebUI repeats the same mask on every channel).
+    """
+    if mask is None:
+        return None
+    if mask.dim() == 2:
+        mask = mask[None, None]
+    elif mask.dim() == 3:
+        mask = mask[None]
+    if mask.dim() != 4 or mask.shape[-2:] != x.shape[-2:] or mask.shape[0] not in (1, x.shape[0]):
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit a latent of shape {tuple(x.shape)}")
+    return mask[:, :1].to(device=x.device, dtype=compute_dtype(x.dtype))
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-image, per-channel statistics of a latent (each ``[B, C]``) and which images are usable (``[B]``)."""
+
+    mean: Tensor
+    low: Tensor
+    high: Tensor
+    usable: Tensor
+
+    def abs_max(self) -> Tensor:
+        """Largest magnitude over all channels of each image, ``[B]``."""
+        return torch.maximum(self.low.abs(), self.high.abs()).amax(dim=1)
+
+
+def channel_stats(x: Tensor, mask: Optional[Tensor] = None) -> ChannelStats:
+    """Mean, min and max of every channel of every image (over the mask's region when one is given)."""
+    work = x.to(compute_dtype(x.dtype)).flatten(2)
+    if mask is None:
+        mean = work.mean(dim=2)
+        low, high = torch.aminmax(work, dim=2)
+        usable = torch.isfinite(mean).all(dim=1)
+        return ChannelStats(mean, low, high, usable)
+    weight = mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
+    inside = weight > 0
+    total = weight.sum(dim=2)
+    mean = torch.where(inside, work, 0.0).mul(weight).sum(dim=2) / total.clamp_min(torch.finfo(work.dtype).tiny)
+    high = torch.where(inside, work, -math.inf).amax(dim=2)
+    low = torch.where(inside, work, math.inf).amin(dim=2)
+    usable = torch.isfinite(mean).all(dim=1) & (total[:, 0] > 0)
+    return ChannelStats(mean, low, high, usable)
+
+
+# --------------------------------------------------------------------------------------------------------
+# affine maps (center, maximize)
+
+
+@dataclass(frozen=True)
+class Affine:
+    """A per-image, per-channel map ``y = scale * x + offset`` (each ``[B, C]``)."""
+
+    scale: Tensor
+    offset: Tensor
+
+    @staticmethod
+    def identity(stats: ChannelStats) -> "Affine":
+        return Affine(torch.ones_like(stats.mean), torch.zeros_like(stats.mean))
+
+    def then(self, other: "Affine") -> "Affine":
+        """The map that applies ``self`` first, then ``other``."""
+        return Affine(other.scale * self.scale, other.scale * self.offset + other.offset)
+
+    def weighted(self, weight: Tensor) -> "Affine":
+        """Blend toward the identity: ``weight`` (``[B]``) 1 = this map, 0 = exactly no change (even for NaN)."""
+        w = weight[:, None]
+        keep = w > 0
+        scale = torch.where(keep, 1.0 + w * (self.scale - 1.0), torch.ones_like(self.scale))
+        return Affine(scale, torch.where(keep, w * self.offset, torch.zeros_like(self.offset)))
+
+    def map_stats(self, stats: ChannelStats) -> ChannelStats:
+        """The statistics the mapped latent will have, without looking at it again."""
+        a, b = self.scale, self.offset
+        lo, hi = a * stats.low + b, a * stats.high + b
+        return ChannelStats(a * stats.mean + b, torch.minimum(lo, hi), torch.maximum(lo, hi), stats.usable)
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Apply the map to ``x``, returning ``x``'s dtype."""
+        work = x.to(self.scale.dtype)
+        return torch.addcmul(self.offset[:, :, None, None], work, self.scale[:, :, None, None]).to(x.dtype)
+
+
+def channel_selector(channels: Sequence[int], like: Tensor) -> Tensor:
+    """A ``[C]`` 0/1 vector marking ``channels``, on ``like``'s device and dtype (no host sync)."""
+    bits = sum(1 << c for c in channels)
+    index = torch.arange(like.shape[-1], device=like.device)
+    return ((bits >> index) & 1).to(like.dtype)
+
+
+def center_affine(stats: ChannelStats, channel_shift: float, full_shift: float, channels: Sequence[int]) -> Affine:
+    """The post's center step as an affine map.
+
+    Each listed channel loses ``mean × channel_shift``; then the whole image loses its (new) mean ×
+    ``full_shift``. All channels cover the same pixels, so the whole mean is the mean of channel means.
+    """
+    selected = channel_selector(channels, stats.mean)
+    per_channel = stats.mean * selected * channel_shift
+    whole = (stats.mean - per_channel).mean(dim=1, keepdim=True) * full_shift
+    offset = -(per_channel + whole)
+    affine = Affine(torch.ones_like(offset), offset)
+    return affine.weighted(stats.usable.to(offset.dtype))
+
+
+def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int]) -> Affine:
+    """The post's maximize step as an affine map: listed channels × boundary / largest magnitude of the image.
+
+    The largest magnitude is taken over all channels, as in the post. Images whose largest magnitude is 0
+    (or whose factor would not be finite) are left alone.
+    """
+    largest = stats.abs_max()
+    factor = boundary / largest
+    ok = stats.usable & (largest > 0) & torch.isfinite(factor)
+    factor = torch.where(ok, factor, torch.ones_like(factor))
+    selected = channel_selector(channels, stats.mean)
+    scale = 1.0 + selected[None, :] * (factor[:, None] - 1.0)
+    return Affine(scale, torch.zeros_like(scale))
+
+
+# --------------------------------------------------------------------------------------------------------
+# soft clamp (per pixel)
+
+
+def soft_clamp_limits(
+    stats: ChannelStats, threshold: float, boundary: float, adaptive: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-image ``threshold``, ``boundary`` (each ``[B]``) and whether the clamp applies to the image.
+
+    The clamp applies when the image is usable and its largest magnitude is at least ``boundary`` (the
+    post's "unchanged below 4"). With ``adaptive`` > 0 (the post's callback uses 0.998) the limits follow
+    the image: boundary = adaptive × largest magnitude, threshold = adaptive × that boundary; the
+    "unchanged below" test keeps the nominal ``boundary``.
+    """
+    largest = stats.abs_max()
+    applies = stats.usable & (largest >= boundary)
+    if adaptive > 0:
+        bound = largest * adaptive
+        return bound * adaptive, bound, applies
+    return torch.full_like(largest, threshold), torch.full_like(largest, boundary), applies
+
+
+def soft_clamp_pixels(x: Tensor, threshold: Tensor, boundary: Tensor) -> Tensor:
+    """The post's soft clamp on every pixel, in the compute dtype; limits are ``[B]`` tensors.
+
+    Values above ``threshold`` are mapped into ``[threshold, boundary]`` relative to the pixel's largest
+    value across channels, values below ``-threshold`` likewise into ``[-boundary, -threshold]``.
+    """
+    work = x.to(compute_dtype(x.dtype))
+    thr = threshold[:, None, None, None]
+    bnd = boundary[:, None, None, None]
+    pixel_low, pixel_high = torch.aminmax(work, dim=1, keepdim=True)
+    over = (work - thr) / (pixel_high - thr) * (bnd - thr) + thr
+    under = (work + thr) / (pixel_low + thr) * (thr - bnd) - thr
+    return torch.where(work > thr, over, torch.where(work < -thr, under, work))
+
+
+def blend(x: Tensor, filtered: Tensor, weight: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """``x + weight × mask × (filtered − x)`` with ``weight`` per image (``[B]``), in ``x``'s dtype.
+
+    Where the combined weight is 0 the pixel is ``x`` exactly (a selection, not arithmetic), so NaN in
+    ``filtered`` never leaks into images or pixels that are not filtered.
+    """
+    work = x.to(filtered.dtype)
+    w = weight.to(filtered.dtype)[:, None, None, None]
+    if mask is not None:
+        w = w * mask
+    mixed = torch.where(w > 0, torch.lerp(work, filtered, w), work)
+    return mixed.to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------------------
+# public filters
+
+
+def soft_clamp(
+    x: Tensor,
+    threshold: float = 3.5,
+    boundary: float = 4.0,
+    *,
+    adaptive: float = 0.0,
+    mask: Optional[Tensor] = None,
+) -> Tensor:
+    """Outlier removal: shrink values beyond ±``threshold`` toward ±``boundary`` (the post's soft_clamp_tensor).
+
+    Per pixel, values above ``threshold`` are mapped into ``[threshold, boundary]`` by their distance to the
+    pixel's largest value across channels (and symmetrically below ``-threshold``). An image whose largest
+    magnitude is below ``boundary`` is returned unchanged. ``adaptive`` > 0 derives the limits from each
+    image (see :func:`soft_clamp_limits`). Returns a new tensor; ``x`` is not written.
+    """
+    check_latent(x)
+    threshold, boundary = check_soft_clamp_args(threshold, boundary)
+    adaptive = check_number("adaptive", adaptive, 0.0, 1.0)
+    weight = repaint_weight(mask, x)
+    thr, bnd, applies = soft_clamp_limits(channel_stats(x, weight), threshold, boundary, adaptive)
+    return blend(x, soft_clamp_pixels(x, thr, bnd), applies, weight)
+
+
+def center(
+    x: Tensor,
+    channel_shift: float = 1.0,
+    full_shift: float = 1.0,
+    channels: Sequence[int] = ALL_CHANNELS,
+    *,
+    mask: Optional[Tensor] = None,
+) -> Tensor:
+    """Colour balance (the post's center_tensor), per image.
+
+    Each listed channel loses its mean × ``channel_shift``, then the image loses its whole mean ×
+    ``full_shift``. Returns a new tensor; ``x`` is not written.
+    """
+    check_latent(x)
+    channel_shift = check_number("channel_shift", channel_shift, 0.0, 1.0)
+    full_shift = check_number("full_shift", full_shift, 0.0, 1.0)
+    channels = check_channels("channels", channels, x.shape[1])
+    weight = repaint_weight(mask, x)
+    affine = center_affine(channel_stats(x, weight), channel_shift, full_shift, channels)
+    return masked_affine(x, affine, weight)
+
+
+def maximize(
+    x: Tensor,
+    boundary: float = 4.0,
+    channels: Sequence[int] = COLOUR_CHANNELS,
+    *,
+    mask: Optional[Tensor] = None,
+) -> Tensor:
+    """Range expansion (the post's maximize_tensor), per image.
+
+    factor = ``boundary`` / the image's largest magnitude over all channels, applied to the listed channels
+    only, so the largest value reaches ±``boundary``. Returns a new tensor; ``x`` is not written.
+    """
+    check_latent(x)
+    boundary = check_number("boundary", boundary, 0.0, 1e4, low_open=True)
+    channels = check_channels("channels", channels, x.shape[1])
+    weight = repaint_weight(mask, x)
+    affine = maximize_affine(channel_stats(x, weight), boundary, channels)
+    return masked_affine(x, affine, weight)
+
+
+def masked_affine(x: Tensor, affine: Affine, mask: Optional[Tensor]) -> Tensor:
+    """Apply ``affine`` to ``x``; with a mask, only inside it (blended by its weight)."""
+    if mask is None:
+        return affine.apply(x)
+    mapped = torch.addcmul(
+        affine.offset[:, :, None, None], x.to(affine.scale.dtype), affine.scale[:, :, None, None]
+    )
+    return blend(x, mapped, torch.ones_like(affine.scale[:, 0]), mask)

@@ -1,0 +1,218 @@
+"""A small declarative schedule: which filter runs, with which parameters, inside which timestep window.
+
+A :class:`Schedule` is plain, immutable data (an ordered tuple of :class:`Step`), so the UI, the infotext
+and the API can name, show and round-trip it. :func:`apply` runs it on a batch in which every image has its
+own timestep (training timesteps, 0 = clean … 999 = pure noise).
+
+Windows follow the post's strict comparisons: a step is active while ``t_min < t < t_max``. The ends of the
+scale are open: ``t_min <= 0`` has no lower limit (the last, t = 0 evaluation is included) and
+``t_max >= 1000`` no upper limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Optional, Sequence, Union
+
+import torch
+
+from .filters import (
+    ALL_CHANNELS,
+    COLOUR_CHANNELS,
+    Affine,
+    ChannelStats,
+    blend,
+    center_affine,
+    channel_stats,
+    check_channels,
+    check_latent,
+    check_number,
+    check_soft_clamp_args,
+    maximize_affine,
+    repaint_weight,
+    soft_clamp_limits,
+    soft_clamp_pixels,
+)
+
+Tensor = torch.Tensor
+T_MAX = 1000.0
+
+
+@dataclass(frozen=True)
+class SoftClamp:
+    """The post's soft clamp; ``adaptive`` > 0 takes the limits from each image (see filters.soft_clamp)."""
+
+    threshold: float = 3.5
+    boundary: float = 4.0
+    adaptive: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_soft_clamp_args(self.threshold, self.boundary)
+        check_number("adaptive", self.adaptive, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Center:
+    """The post's center: listed channels lose mean × channel_shift, then the image its mean × full_shift."""
+
+    channel_shift: float = 1.0
+    full_shift: float = 1.0
+    channels: tuple[int, ...] = ALL_CHANNELS
+
+    def __post_init__(self) -> None:
+        check_number("channel_shift", self.channel_shift, 0.0, 1.0)
+        check_number("full_shift", self.full_shift, 0.0, 1.0)
+        object.__setattr__(self, "channels", check_channels("channels", self.channels))
+
+
+@dataclass(frozen=True)
+class Maximize:
+    """The post's maximize: listed channels scaled so the image's largest magnitude reaches ±boundary."""
+
+    boundary: float = 4.0
+    channels: tuple[int, ...] = COLOUR_CHANNELS
+
+    def __post_init__(self) -> None:
+        check_number("boundary", self.boundary, 0.0, 1e4, low_open=True)
+        object.__setattr__(self, "channels", check_channels("channels", self.channels))
+
+
+Filter = Union[SoftClamp, Center, Maximize]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One filter, active while ``t_min < t < t_max``, blended with the input by ``strength`` (0…1)."""
+
+    filter: Filter
+    t_min: float = 0.0
+    t_max: float = T_MAX
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.filter, (SoftClamp, Center, Maximize)):
+            raise ValueError(f"filter must be SoftClamp, Center or Maximize, got {self.filter!r}")
+        check_number("t_min", self.t_min, 0.0, T_MAX)
+        check_number("t_max", self.t_max, 0.0, T_MAX)
+        if self.t_min >= self.t_max:
+            raise ValueError(f"t_min must be below t_max, got t_min={self.t_min:g}, t_max={self.t_max:g}")
+        check_number("strength", self.strength, 0.0, 1.0)
+
+    def active(self, timesteps: Tensor) -> Tensor:
+        """Which images (``[B]`` bool) are inside the window, without a host sync."""
+        lower = -math.inf if self.t_min <= 0 else self.t_min
+        upper = math.inf if self.t_max >= T_MAX else self.t_max
+        return (timesteps > lower) & (timesteps < upper)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An ordered list of steps, with a display name."""
+
+    name: str
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    def effective(self) -> "Schedule":
+        """The same schedule without steps that can never change anything (strength 0)."""
+        return replace(self, steps=tuple(s for s in self.steps if s.strength > 0))
+
+    def window(self) -> Optional[tuple[float, float]]:
+        """The smallest window holding every step (None for an empty schedule)."""
+        if not self.steps:
+            return None
+        return min(s.t_min for s in self.steps), max(s.t_max for s in self.steps)
+
+
+# The source post's callback: adaptive soft clamp above t = 950, center(0.8, 0.8) above 700, then
+# center(0.6, 1.0) and maximize between 1 and 100.
+BLOG = Schedule(
+    "Post defaults",
+    (
+        Step(SoftClamp(adaptive=0.998), t_min=950.0),
+        Step(Center(0.8, 0.8), t_min=700.0),
+        Step(Center(0.6, 1.0), t_min=1.0, t_max=100.0),
+        Step(Maximize(4.0), t_min=1.0, t_max=100.0),
+    ),
+)
+
+
+def as_timesteps(timesteps: Union[Tensor, float, Sequence[float]], x: Tensor) -> Tensor:
+    """One float timestep per image, on ``x``'s device (a single value is used for every image)."""
+    t = torch.as_tensor(timesteps, dtype=torch.float32)
+    t = t.to(device=x.device, dtype=torch.float32)
+    if t.dim() == 0 or t.numel() == 1:
+        return t.reshape(1).expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"timesteps must hold one value per image ({x.shape[0]}), got shape {tuple(t.shape)}")
+    return t
+
+
+class _Runner:
+    """Applies steps in order, folding consecutive center/maximize steps into one affine map."""
+
+    def __init__(self, x: Tensor, mask: Optional[Tensor]):
+        self.current = x
+        self.mask = mask
+        self.base_stats: Optional[ChannelStats] = None
+        self.pending: Optional[Affine] = None
+
+    def stats(self) -> ChannelStats:
+        if self.base_stats is None:
+            self.base_stats = channel_stats(self.current, self.mask)
+        if self.pending is None:
+            return self.base_stats
+        return self.pending.map_stats(self.base_stats)
+
+    def add_affine(self, affine: Affine) -> None:
+        self.pending = affine if self.pending is None else self.pending.then(affine)
+
+    def flush(self) -> Tensor:
+        if self.pending is not None:
+            self.current = self.pending.apply(self.current)
+            self.pending = None
+            self.base_stats = None
+        return self.current
+
+    def soft_clamp(self, op: SoftClamp, weight: Tensor) -> None:
+        threshold, boundary, applies = soft_clamp_limits(self.stats(), op.threshold, op.boundary, op.adaptive)
+        x = self.flush()
+        self.current = blend(x, soft_clamp_pixels(x, threshold, boundary), weight * applies, None)
+        self.base_stats = None
+
+
+def apply(
+    schedule: Schedule,
+    x: Tensor,
+    timesteps: Union[Tensor, float, Sequence[float]],
+    *,
+    mask: Optional[Tensor] = None,
+) -> Tensor:
+    """Run ``schedule`` on ``x`` (``[B, C, H, W]``), image i at ``timesteps[i]``; returns a new tensor.
+
+    ``x`` is not written. Dtype and device are kept; statistics are per image, in float32 (float64 for
+    float64 input). ``mask`` (inpainting repaint weight) restricts statistics and changes to its region.
+    No host sync and no loop over images or channels: window tests are tensor masks.
+    """
+    check_latent(x)
+    for step in schedule.steps:
+        if isinstance(step.filter, (Center, Maximize)):
+            check_channels("channels", step.filter.channels, x.shape[1])
+    t = as_timesteps(timesteps, x)
+    weight_mask = repaint_weight(mask, x)
+    runner = _Runner(x, weight_mask)
+    for step in schedule.effective().steps:
+        weight = step.active(t).to(torch.float64 if x.dtype == torch.float64 else torch.float32) * step.strength
+        op = step.filter
+        if isinstance(op, SoftClamp):
+            runner.soft_clamp(op, weight)
+        elif isinstance(op, Center):
+            runner.add_affine(center_affine(runner.stats(), op.channel_shift, op.full_shift, op.channels).weighted(weight))
+        else:
+            runner.add_affine(maximize_affine(runner.stats(), op.boundary, op.channels).weighted(weight))
+    out = runner.flush()
+    if out is x:
+        return x.clone()
+    if weight_mask is None:
+        return out
+    return blend(x, out.to(weight_mask.dtype), torch.ones_like(t), weight_mask)

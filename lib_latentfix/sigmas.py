@@ -1,0 +1,74 @@
+"""Sigma ↔ training timestep for the SD / SDXL discrete schedule, vectorized and free of host syncs.
+
+The default schedule is the one SD 1.x, SD 2.x and SDXL were trained with: 1000 steps, "scaled linear" betas
+from 0.00085 to 0.012 (betas = linspace(√0.00085, √0.012, 1000)²), ᾱ = cumprod(1 − β), σ = √((1 − ᾱ) / ᾱ).
+Conversions interpolate linearly in log-sigma between neighbouring table entries, as k-diffusion's
+``DiscreteSchedule.sigma_to_t`` / ``t_to_sigma`` do, so fractional timesteps come out for sigmas between
+entries. Pass a model's own ``alphas_cumprod`` to use its schedule instead (e.g. a zero-terminal-SNR one).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+Tensor = torch.Tensor
+
+NUM_TIMESTEPS = 1000
+BETA_START = 0.00085
+BETA_END = 0.012
+
+
+def scaled_linear_alphas_cumprod(
+    num_timesteps: int = NUM_TIMESTEPS, beta_start: float = BETA_START, beta_end: float = BETA_END
+) -> Tensor:
+    """ᾱ of the "scaled linear" DDPM schedule (float64, on the CPU)."""
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_timesteps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def sigmas_from_alphas_cumprod(alphas_cumprod: Tensor) -> Tensor:
+    """σ_t = √((1 − ᾱ_t) / ᾱ_t) for every table entry, in float64 or the table's wider dtype."""
+    ac = alphas_cumprod.to(torch.float64)
+    return ((1.0 - ac) / ac).sqrt()
+
+
+def _log_sigmas(alphas_cumprod: Optional[Tensor], device: torch.device) -> Tensor:
+    table = scaled_linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod
+    log_sigmas = sigmas_from_alphas_cumprod(table).log()
+    if log_sigmas.device != device:
+        log_sigmas = log_sigmas.to(device)
+    return log_sigmas if device.type != "mps" else log_sigmas.float()
+
+
+def sigma_to_t(sigma: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
+    """Fractional timestep (0…N−1) of each sigma, float32, same shape and device as ``sigma``.
+
+    Sigmas below the table's smallest give 0, above its largest give N − 1; σ = 0 gives 0.
+    """
+    log_sigmas = _log_sigmas(alphas_cumprod, sigma.device)
+    log_sigma = sigma.to(log_sigmas.dtype).clamp_min(torch.finfo(log_sigmas.dtype).tiny).log()
+    n = log_sigmas.shape[0]
+    upper = torch.searchsorted(log_sigmas, log_sigma.reshape(-1)).reshape(log_sigma.shape)
+    low = (upper - 1).clamp(0, n - 2)
+    log_low, log_high = log_sigmas[low], log_sigmas[low + 1]
+    w = ((log_sigma - log_low) / (log_high - log_low)).clamp(0.0, 1.0)
+    return (low.to(w.dtype) + w).to(torch.float32)
+
+
+def t_to_sigma(t: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
+    """Sigma of each (fractional) timestep, float32, same shape and device as ``t`` (clamped to 0…N−1)."""
+    log_sigmas = _log_sigmas(alphas_cumprod, t.device)
+    n = log_sigmas.shape[0]
+    t = t.to(log_sigmas.dtype).clamp(0.0, n - 1)
+    low = t.floor().long().clamp(0, n - 2)
+    w = t - low.to(t.dtype)
+    log_sigma = (1.0 - w) * log_sigmas[low] + w * log_sigmas[low + 1]
+    return log_sigma.exp().to(torch.float32)
+
+
+def alpha_cumprod_at(t: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
+    """ᾱ at each (fractional) timestep, through its sigma: ᾱ = 1 / (1 + σ²). Float32, ``t``'s device."""
+    sigma = t_to_sigma(t, alphas_cumprod).to(torch.float64 if t.dtype == torch.float64 else torch.float32)
+    return (1.0 / (1.0 + sigma * sigma)).to(torch.float32)

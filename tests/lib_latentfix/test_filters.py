@@ -1,0 +1,250 @@
+"""The three filters: exactly the post's math, per image, sync-free, dtype-keeping, safe on bad values."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib_latentfix import center, maximize, soft_clamp
+from lib_latentfix.filters import channel_stats
+from support import post_reference as post
+from support.sync_guard import NoHostSync
+
+FILTERS = {
+    "soft_clamp": lambda x, **kw: soft_clamp(x, **kw),
+    "center": lambda x, **kw: center(x, **kw),
+    "maximize": lambda x, **kw: maximize(x, **kw),
+}
+
+
+def latent(batch=1, h=16, w=16, scale=6.0, seed=0, dtype=torch.float64):
+    """A latent with values well beyond ±4 and a per-channel colour cast, like an SDXL mid-run x0."""
+    g = torch.Generator().manual_seed(seed)
+    cast = torch.tensor([0.8, -1.5, 2.0, -0.3], dtype=torch.float64)[None, :, None, None]
+    x = torch.randn(batch, 4, h, w, generator=g, dtype=torch.float64) * scale / 2 + cast
+    return x.to(dtype)
+
+
+# ---- exactness against the post (batch size 1, float64) ----------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("threshold,boundary", [(3.5, 4.0), (2.0, 3.0), (3.9, 4.0)])
+def test_soft_clamp_matches_post(seed, threshold, boundary):
+    x = latent(seed=seed, scale=3 + seed)
+    expected = post.soft_clamp_tensor(x.clone(), threshold, boundary)
+    torch.testing.assert_close(soft_clamp(x, threshold, boundary), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "channel_shift,full_shift,channels", [(1.0, 1.0, [0, 1, 2, 3]), (0.8, 0.8, [0, 1, 2, 3]), (0.6, 1.0, [1, 2])]
+)
+def test_center_matches_post(seed, channel_shift, full_shift, channels):
+    x = latent(seed=seed)
+    expected = post.center_tensor(x.clone(), channel_shift, full_shift, channels)
+    torch.testing.assert_close(center(x, channel_shift, full_shift, channels), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("boundary,channels", [(4.0, [0, 1, 2]), (3.0, [0, 1, 2, 3]), (4.0, [1])])
+def test_maximize_matches_post(seed, boundary, channels):
+    x = latent(seed=seed, scale=0.5 + seed)
+    expected = post.maximize_tensor(x.clone(), boundary, channels)
+    torch.testing.assert_close(maximize(x, boundary, channels), expected, rtol=0, atol=1e-6)
+
+
+def test_adaptive_soft_clamp_matches_post_callback_clamp():
+    x = latent(seed=3, scale=12)
+    m = max(x.max(), abs(x.min())) * 0.998
+    expected = post.soft_clamp_tensor(x.clone(), m * 0.998, m)
+    torch.testing.assert_close(soft_clamp(x, adaptive=0.998), expected, rtol=0, atol=1e-6)
+
+
+# ---- what a user sees ---------------------------------------------------------------------------------
+
+
+def test_soft_clamp_brings_outliers_inside_boundary_and_keeps_inner_values():
+    x = latent(batch=2, scale=10, dtype=torch.float32)
+    y = soft_clamp(x, 3.5, 4.0)
+    assert y.abs().max() <= 4.0 + 1e-5
+    inner = x.abs() <= 3.5
+    assert torch.equal(y[inner], x[inner])
+
+
+def test_soft_clamp_leaves_images_inside_boundary_alone():
+    quiet = latent(scale=1.0, dtype=torch.float32).clamp(-3.9, 3.9)
+    assert torch.equal(soft_clamp(quiet), quiet)
+
+
+def test_center_removes_colour_cast():
+    x = latent(batch=3, dtype=torch.float32)
+    y = center(x)
+    assert y.mean(dim=(2, 3)).abs().max() < 1e-4
+
+
+def test_maximize_reaches_boundary():
+    x = latent(batch=3, scale=0.5, dtype=torch.float32)
+    x[:, 3] *= 0.1  # keep the pattern channel small so the colour channels carry the largest value
+    y = maximize(x, 4.0)
+    torch.testing.assert_close(y[:, :3].abs().amax(dim=(1, 2, 3)), torch.full((3,), 4.0))
+    assert torch.equal(y[:, 3], x[:, 3])
+
+
+def test_filters_do_not_write_into_input():
+    x = latent(batch=2, dtype=torch.float32)
+    before = x.clone()
+    for f in FILTERS.values():
+        f(x)
+    assert torch.equal(x, before)
+
+
+# ---- batch correctness ----------------------------------------------------------------------------------
+
+shapes = st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(1, 9))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=shapes,
+    scale=st.floats(0.01, 40.0),
+    seed=st.integers(0, 2**16),
+    name=st.sampled_from(sorted(FILTERS)),
+)
+def test_each_image_is_filtered_as_if_alone(shape, scale, seed, name):
+    b, h, w = shape
+    x = latent(batch=b, h=h, w=w, scale=scale, seed=seed, dtype=torch.float32)
+    together = FILTERS[name](x)
+    for i in range(b):
+        assert torch.equal(together[i : i + 1], FILTERS[name](x[i : i + 1]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_center_is_idempotent_at_full_shift(shape, seed):
+    b, h, w = shape
+    x = latent(batch=b, h=h, w=w, seed=seed)
+    once = center(x)
+    torch.testing.assert_close(center(once), once, rtol=0, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16), boundary=st.floats(0.5, 8.0))
+def test_maximize_is_idempotent_and_in_range(shape, seed, boundary):
+    b, h, w = shape
+    x = latent(batch=b, h=h, w=w, seed=seed)
+    x[:, 3] = x[:, 3].clamp(-0.1, 0.1)
+    once = maximize(x, boundary)
+    assert once.abs().max() <= boundary * (1 + 1e-9)
+    torch.testing.assert_close(maximize(once, boundary), once, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16), scale=st.floats(1.0, 50.0))
+def test_soft_clamp_output_within_boundary(shape, seed, scale):
+    b, h, w = shape
+    x = latent(batch=b, h=h, w=w, seed=seed, scale=scale)
+    y = soft_clamp(x, 3.0, 4.0)
+    assert y.abs().max() <= 4.0 + 1e-9
+    assert (torch.sign(y) == torch.sign(x)).all()
+
+
+# ---- no host sync ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_filters_never_sync_with_the_host(name):
+    x = latent(batch=4, dtype=torch.float32)
+    mask = torch.zeros(4, 16, 16)
+    mask[:, 4:12, 4:12] = 1
+    with NoHostSync() as guard:
+        FILTERS[name](x)
+        FILTERS[name](x, mask=mask)
+    assert guard.calls > 0
+
+
+# ---- dtype and device -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 2e-2), (torch.bfloat16, 1e-1), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_dtype_is_kept_and_values_follow_float32(dtype, tol, name):
+    x32 = latent(batch=2, scale=8, dtype=torch.float32)
+    x = x32.to(dtype)
+    y = FILTERS[name](x)
+    assert y.dtype == dtype and y.device == x.device and y.shape == x.shape
+    reference = FILTERS[name](x.to(torch.float32))
+    torch.testing.assert_close(y.to(torch.float32), reference, rtol=tol, atol=tol * 4)
+
+
+def test_statistics_accumulate_in_float32_for_half_input():
+    x = torch.full((1, 4, 256, 256), 1.0009765625, dtype=torch.float16)  # a sum in float16 would overflow
+    stats = channel_stats(x)
+    assert stats.mean.dtype == torch.float32
+    torch.testing.assert_close(stats.mean, torch.full((1, 4), 1.0009765625))
+
+
+# ---- bad values -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_non_finite_value_does_not_spread(bad, name):
+    x = latent(batch=3, scale=9, dtype=torch.float32)
+    x[1, 2, 5, 7] = bad
+    y = FILTERS[name](x)
+    # the poisoned image comes back as it was, the others exactly as if filtered alone
+    assert torch.equal(y[1].nan_to_num(nan=123.0), x[1].nan_to_num(nan=123.0))
+    for i in (0, 2):
+        assert torch.isfinite(y[i]).all()
+        assert torch.equal(y[i : i + 1], FILTERS[name](x[i : i + 1]))
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_all_zero_image_stays_zero(name):
+    x = torch.zeros(2, 4, 8, 8)
+    x[1] = latent(scale=9, h=8, w=8, dtype=torch.float32)[0]
+    y = FILTERS[name](x)
+    assert torch.equal(y[0], torch.zeros(4, 8, 8))
+    assert torch.isfinite(y).all()
+
+
+# ---- inpainting mask --------------------------------------------------------------------------------------
+
+
+def test_mask_keeps_untouched_area_and_uses_only_repainted_statistics():
+    x = latent(batch=1, scale=4, dtype=torch.float64)
+    mask = torch.zeros(4, 16, 16, dtype=torch.float64)  # A1111's p.nmask layout: [C, h, w]
+    mask[:, :, 8:] = 1
+    y = center(x, mask=mask)
+    assert torch.equal(y[..., :8], x[..., :8])
+    assert y[..., 8:].mean(dim=(2, 3)).abs().max() < 1e-9  # the patch itself is balanced
+    alone = center(x[..., 8:])
+    torch.testing.assert_close(y[..., 8:], alone)
+
+
+# ---- argument checking ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call,argument",
+    [
+        (lambda x: soft_clamp(x, threshold=5.0, boundary=4.0), "threshold"),
+        (lambda x: soft_clamp(x, boundary=0.0), "boundary"),
+        (lambda x: soft_clamp(x, boundary=math.nan), "boundary"),
+        (lambda x: soft_clamp(x, adaptive=1.5), "adaptive"),
+        (lambda x: center(x, channel_shift=-0.1), "channel_shift"),
+        (lambda x: center(x, full_shift=2.0), "full_shift"),
+        (lambda x: center(x, channels=(0, 4)), "channels"),
+        (lambda x: center(x, channels=(1, 1)), "channels"),
+        (lambda x: maximize(x, boundary=-1.0), "boundary"),
+        (lambda x: maximize(x, channels=("a",)), "channels"),
+        (lambda x: maximize(x[0]), "x"),
+        (lambda x: maximize(x.long()), "x"),
+    ],
+)
+def test_out_of_range_arguments_name_themselves(call, argument):
+    with pytest.raises(ValueError, match=argument):
+        call(latent(dtype=torch.float32))

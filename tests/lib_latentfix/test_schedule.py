@@ -1,0 +1,158 @@
+"""The schedule: BLOG reproduces the post's callback; windows are per image; no sync, no per-image loop."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib_latentfix import BLOG, Center, Maximize, Schedule, SoftClamp, Step, apply
+from support import post_reference as post
+from support.sync_guard import NoHostSync
+
+EDGE_TIMESTEPS = [999.0, 951.0, 950.5, 950.0, 949.5, 800.0, 700.5, 700.0, 699.5, 400.0,
+                  100.5, 100.0, 99.5, 50.0, 1.5, 1.0, 0.5, 0.0]
+
+
+def latent(batch=1, h=12, w=12, scale=8.0, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    cast = torch.tensor([0.5, -1.0, 1.5, 0.2], dtype=torch.float64)[None, :, None, None]
+    return (torch.randn(batch, 4, h, w, generator=g, dtype=torch.float64) * scale / 2 + cast).to(dtype)
+
+
+@pytest.mark.parametrize("t", EDGE_TIMESTEPS)
+@pytest.mark.parametrize("seed,scale", [(0, 8.0), (1, 30.0), (2, 1.0)])
+def test_blog_matches_post_callback_on_both_sides_of_every_edge(t, seed, scale):
+    x = latent(seed=seed, scale=scale)
+    expected = post.callback(None, 0, t, {"latents": x.clone()})["latents"]
+    torch.testing.assert_close(apply(BLOG, x, t), expected, rtol=0, atol=1e-6)
+
+
+def test_blog_over_a_whole_run_matches_post_callback():
+    """Chained over a 30-step schedule, as a sampler would feed it, the result still matches."""
+    ours = theirs = latent(seed=5, scale=20)
+    for t in torch.linspace(999, 0, 30).tolist():
+        ours = apply(BLOG, ours, t) * 0.97 + 0.05
+        theirs = post.callback(None, 0, t, {"latents": theirs.clone()})["latents"] * 0.97 + 0.05
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    b=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    scale=st.floats(0.1, 40.0),
+    t=st.lists(st.sampled_from(EDGE_TIMESTEPS), min_size=6, max_size=6),
+)
+def test_each_image_follows_its_own_timestep_as_if_alone(b, seed, scale, t):
+    x = latent(batch=b, seed=seed, scale=scale, dtype=torch.float32)
+    timesteps = torch.tensor(t[:b])
+    together = apply(BLOG, x, timesteps)
+    for i in range(b):
+        assert torch.equal(together[i : i + 1], apply(BLOG, x[i : i + 1], timesteps[i : i + 1]))
+
+
+def test_outside_every_window_nothing_changes():
+    x = latent(batch=2, dtype=torch.float32)
+    assert torch.equal(apply(BLOG, x, torch.tensor([500.0, 300.0])), x)
+
+
+def test_zero_strength_step_is_dropped():
+    schedule = Schedule("off", (Step(Center(), strength=0.0), Step(Maximize(), strength=0.0)))
+    assert schedule.effective().steps == ()
+    x = latent(dtype=torch.float32)
+    out = apply(schedule, x, 500.0)
+    assert torch.equal(out, x) and out is not x
+
+
+def test_strength_blends_between_input_and_filter():
+    x = latent(dtype=torch.float64)
+    full = apply(Schedule("c", (Step(Center()),)), x, 500.0)
+    half = apply(Schedule("c", (Step(Center(), strength=0.5),)), x, 500.0)
+    torch.testing.assert_close(half, (x + full) / 2)
+
+
+def test_window_ends_reach_the_ends_of_the_scale():
+    step = Step(Center(), t_min=0.0, t_max=1000.0)
+    assert step.active(torch.tensor([0.0, 999.0, 1000.0])).all()
+    strict = Step(Center(), t_min=1.0, t_max=100.0)
+    assert strict.active(torch.tensor([1.0, 1.5, 99.9, 100.0])).tolist() == [False, True, True, False]
+
+
+def _calls(schedule, batch, mask=None):
+    x = latent(batch=batch, dtype=torch.float32)
+    t = torch.linspace(999, 0, batch)
+    with NoHostSync() as guard:
+        apply(schedule, x, t, mask=mask)
+    return guard.calls
+
+
+def test_apply_never_syncs_and_does_not_loop_over_images():
+    # (a batch of one takes a shortcut for its single timestep, so compare 2 with 8)
+    assert _calls(BLOG, 2) == _calls(BLOG, 8), "the work grows with the batch: a per-image Python loop"
+    mask = torch.ones(4, 12, 12)
+    assert _calls(BLOG, 2, mask) == _calls(BLOG, 8, mask)
+
+
+def test_late_window_folds_into_one_statistics_pass():
+    """center + maximize run as one affine map: stats once, one elementwise pass."""
+    late = Schedule("late", BLOG.steps[2:])
+    x = latent(batch=2, dtype=torch.float32)
+    with NoHostSync() as guard:
+        apply(late, x, 50.0)
+    on_latent = [n for n, size in guard.sizes if size == x.numel() and not n.startswith("__get__")]
+    passes = [n for n in on_latent if n in ("mean", "aminmax", "amax", "amin", "sum", "addcmul", "mul", "sub", "add", "where")]
+    assert passes == ["mean", "aminmax"]  # the statistics: one mean, one min/max pass
+    assert guard.names.count("addcmul") == 1  # the whole window applied in one elementwise pass
+
+
+def test_half_precision_keeps_dtype():
+    x = latent(batch=2, dtype=torch.float16)
+    out = apply(BLOG, x, torch.tensor([999.0, 50.0]))
+    assert out.dtype == torch.float16
+    ref = apply(BLOG, x.float(), torch.tensor([999.0, 50.0]))
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=5e-2)
+
+
+def test_nan_image_left_alone_by_schedule():
+    x = latent(batch=2, dtype=torch.float32)
+    x[0, 1, 3, 3] = float("nan")
+    out = apply(BLOG, x, torch.tensor([999.0, 999.0]))
+    assert torch.equal(out[0].nan_to_num(7.0), x[0].nan_to_num(7.0))
+    assert torch.equal(out[1:], apply(BLOG, x[1:], torch.tensor([999.0])))
+
+
+def test_mask_limits_schedule_to_repainted_area():
+    x = latent(batch=1, dtype=torch.float32)
+    mask = torch.zeros(4, 12, 12)
+    mask[:, 3:9, 3:9] = 1
+    out = apply(BLOG, x, 50.0, mask=mask)
+    outside = mask[None] == 0
+    assert torch.equal(out[outside], x[outside])
+    assert not torch.equal(out, x)
+
+
+@pytest.mark.parametrize(
+    "make,argument",
+    [
+        (lambda: Step(Center(), t_min=500, t_max=100), "t_min"),
+        (lambda: Step(Center(), t_max=1200), "t_max"),
+        (lambda: Step(Center(), strength=1.5), "strength"),
+        (lambda: Step("center"), "filter"),
+        (lambda: Center(channels=(0, 0)), "channels"),
+        (lambda: SoftClamp(threshold=4.5), "threshold"),
+        (lambda: Maximize(boundary=0), "boundary"),
+    ],
+)
+def test_bad_schedule_data_is_refused_with_the_argument_named(make, argument):
+    with pytest.raises(ValueError, match=argument):
+        make()
+
+
+def test_channels_beyond_the_latent_are_refused():
+    with pytest.raises(ValueError, match="channels"):
+        apply(Schedule("x", (Step(Center(channels=(0, 5))),)), latent(), 500.0)
+
+
+def test_timesteps_must_match_batch():
+    with pytest.raises(ValueError, match="timesteps"):
+        apply(BLOG, latent(batch=3), torch.tensor([1.0, 2.0]))

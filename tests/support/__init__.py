@@ -1,0 +1,1 @@
+"""Shared test helpers (the post's reference code, the host-sync guard)."""
