@@ -1,0 +1,337 @@
+"""Micro-benchmark: our filters and schedule windows next to the source post's code, per batch size.
+
+Run from the repository root::
+
+    python -m lib_latentfix.bench                      # B = 1, 4, 8 at [B, 4, 128, 128] float32, CPU (+ CUDA)
+    python -m lib_latentfix.bench --quick              # tiny sizes, few repeats: a smoke test
+    python -m lib_latentfix.bench --device cpu --json bench.json
+
+Every operation is measured in the same run, round-robin (one sample of each candidate in turn, many
+rounds), so that machine noise hits all of them alike; the table shows the median time per call. ``clone``
+(one ``x.clone()``) is the memory floor: any filter that returns a new tensor must at least read and write
+the latent once. The post's functions are timed looped over the images of the batch (its center and
+maximize only touch image 0, so per image means calling them on ``x[i:i+1]``), on clones, since they write
+into their input.
+
+This is a report, not a test: it exits 0 whether or not the targets are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .filters import center, maximize, soft_clamp
+from .schedule import BLOG, Schedule, apply
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------------------
+# The source post's code (sdxl-latent-space-explained), verbatim, used as the baseline. Kept here so the
+# package stands alone; tests/lib_latentfix/test_bench.py checks that it matches tests/support/post_reference.py.
+# Quirks kept on purpose: center_tensor and maximize_tensor change batch element 0 only and write into their
+# input; soft_clamp_tensor's guard looks at the whole tensor (and syncs to the host).
+
+
+# Shrinking towards the mean (will also remove outliers)
+def soft_clamp_tensor(input_tensor, threshold=3.5, boundary=4):
+    if max(abs(input_tensor.max()), abs(input_tensor.min())) < 4:
+        return input_tensor
+    channel_dim = 1
+
+    max_vals = input_tensor.max(channel_dim, keepdim=True)[0]
+    max_replace = ((input_tensor - threshold) / (max_vals - threshold)) * (boundary - threshold) + threshold
+    over_mask = (input_tensor > threshold)
+
+    min_vals = input_tensor.min(channel_dim, keepdim=True)[0]
+    min_replace = ((input_tensor + threshold) / (min_vals + threshold)) * (-boundary + threshold) - threshold
+    under_mask = (input_tensor < -threshold)
+
+    return torch.where(over_mask, max_replace, torch.where(under_mask, min_replace, input_tensor))
+
+
+# Center tensor (balance colors)
+def center_tensor(input_tensor, channel_shift=1, full_shift=1, channels=[0, 1, 2, 3]):
+    for channel in channels:
+        input_tensor[0, channel] -= input_tensor[0, channel].mean() * channel_shift
+    return input_tensor - input_tensor.mean() * full_shift
+
+
+# Maximize/normalize tensor
+def maximize_tensor(input_tensor, boundary=4, channels=[0, 1, 2]):
+    min_val = input_tensor.min()
+    max_val = input_tensor.max()
+
+    normalization_factor = boundary / max(abs(min_val), abs(max_val))
+    input_tensor[0, channels] *= normalization_factor
+
+    return input_tensor
+
+
+# End of the post's code.
+# --------------------------------------------------------------------------------------------------------
+
+
+def post_late_window_looped(x: Tensor) -> Tensor:
+    """The post's late window (center_tensor(0.6, 1.0), then maximize_tensor) on each image, on clones."""
+    return torch.cat([maximize_tensor(center_tensor(x[i : i + 1].clone(), 0.6, 1.0)) for i in range(x.shape[0])])
+
+
+def post_early_window_looped(x: Tensor) -> Tensor:
+    """The post's callback at t > 950 (adaptive soft clamp, then center(0.8, 0.8)) on each image, on clones."""
+    out = []
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1]
+        threshold = max(xi.max(), abs(xi.min())) * 0.998
+        xi = soft_clamp_tensor(xi, threshold * 0.998, threshold)
+        out.append(center_tensor(xi.clone(), 0.8, 0.8))
+    return torch.cat(out)
+
+
+def post_soft_clamp_looped(x: Tensor) -> Tensor:
+    """The post's soft clamp (default limits) on each image."""
+    return torch.cat([soft_clamp_tensor(x[i : i + 1]) for i in range(x.shape[0])])
+
+
+LATE = Schedule("late window", BLOG.steps[2:])
+
+CLONE = "clone (memory floor)"
+OUR_LATE = "ours: BLOG late window (t=50)"
+POST_LATE = "post: late window, looped"
+
+
+def operations() -> list[tuple[str, Callable[[Tensor], Tensor]]]:
+    """The candidates, in table order."""
+    return [
+        (CLONE, lambda x: x.clone()),
+        ("ours: soft_clamp", lambda x: soft_clamp(x)),
+        ("ours: center(0.6, 1.0)", lambda x: center(x, 0.6, 1.0)),
+        ("ours: maximize", lambda x: maximize(x)),
+        (OUR_LATE, lambda x: apply(LATE, x, 50.0)),
+        ("ours: BLOG full (t=999)", lambda x: apply(BLOG, x, 999.0)),
+        (POST_LATE, post_late_window_looped),
+        ("post: soft_clamp, looped", post_soft_clamp_looped),
+        ("post: t=999 window, looped", post_early_window_looped),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# timing
+
+
+def make_latent(batch: int, size: int, device: torch.device, seed: int = 0) -> Tensor:
+    """A latent-like input: unit noise with a colour cast, scaled so the soft clamp has outliers to work on."""
+    g = torch.Generator().manual_seed(seed)
+    cast = torch.tensor([0.5, -1.0, 1.5, 0.2])[None, :, None, None]
+    x = torch.randn(batch, 4, size, size, generator=g) * 1.5 + cast
+    return x.to(device)
+
+
+@dataclass
+class Measurement:
+    median_us: float
+    p25_us: float
+    p75_us: float
+    samples: int
+    calls_per_sample: int
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_calls(fn: Callable[[Tensor], Tensor], x: Tensor, calls: int, device: torch.device) -> float:
+    """Seconds per call over ``calls`` back-to-back calls."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn(x)
+    _sync(device)
+    return (time.perf_counter() - start) / calls
+
+
+def measure(
+    ops: Sequence[tuple[str, Callable[[Tensor], Tensor]]],
+    x: Tensor,
+    *,
+    repeats: Optional[int],
+    budget_s: float,
+    sample_s: float,
+    warmup: int,
+) -> dict[str, Measurement]:
+    """Median time per call of each op on ``x``, sampling the ops round-robin.
+
+    Each op gets ``calls`` back-to-back calls per sample, chosen so one sample lasts about ``sample_s``
+    (so timer overhead is negligible even for tiny ops). The number of rounds is ``repeats`` if given,
+    else enough for the slowest op to get about ``budget_s`` of samples (at least 15 rounds).
+    """
+    device = x.device
+    calls: dict[str, int] = {}
+    guess: dict[str, float] = {}
+    for name, fn in ops:
+        for _ in range(warmup):
+            fn(x)
+        once = min(_time_calls(fn, x, 1, device) for _ in range(3))
+        calls[name] = max(1, int(sample_s / max(once, 1e-9)))
+        guess[name] = once * calls[name]
+    if repeats is None:
+        repeats = max(15, min(2000, math.ceil(budget_s / max(guess.values()))))
+    samples: dict[str, list[float]] = {name: [] for name, _ in ops}
+    for _ in range(repeats):
+        for name, fn in ops:
+            samples[name].append(_time_calls(fn, x, calls[name], device))
+    result = {}
+    for name, values in samples.items():
+        q = statistics.quantiles(values, n=4) if len(values) >= 2 else values * 3
+        result[name] = Measurement(
+            median_us=statistics.median(values) * 1e6,
+            p25_us=q[0] * 1e6,
+            p75_us=q[2] * 1e6,
+            samples=len(values),
+            calls_per_sample=calls[name],
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------
+# report
+
+
+def run_device(device: torch.device, args: argparse.Namespace) -> dict:
+    ops = operations()
+    per_batch: dict[int, dict[str, Measurement]] = {}
+    for b in args.batches:
+        x = make_latent(b, args.size, device)
+        per_batch[b] = measure(
+            ops, x, repeats=args.repeats, budget_s=args.budget, sample_s=args.sample, warmup=args.warmup
+        )
+    return {"ops": [name for name, _ in ops], "results": per_batch}
+
+
+def format_table(device: torch.device, data: dict, batches: Sequence[int]) -> str:
+    results: dict[int, dict[str, Measurement]] = data["results"]
+    name_w = max(len(n) for n in data["ops"]) + 2
+    cols = [f"B={b} µs" for b in batches] + [f"B={b} /clone" for b in batches]
+    head = "operation".ljust(name_w) + "".join(c.rjust(12) for c in cols)
+    lines = [head, "-" * len(head)]
+    for name in data["ops"]:
+        row = name.ljust(name_w)
+        row += "".join(f"{results[b][name].median_us:12.1f}" for b in batches)
+        row += "".join(f"{results[b][name].median_us / results[b][CLONE].median_us:11.2f}x" for b in batches)
+        lines.append(row)
+    lines.append("-" * len(head))
+    row = "speed-up: post late looped / ours".ljust(name_w) + " " * (12 * len(batches))
+    row += "".join(
+        f"{results[b][POST_LATE].median_us / results[b][OUR_LATE].median_us:11.2f}x" for b in batches
+    )
+    lines.append(row)
+    spread = ", ".join(
+        f"B={b}: {max((m.p75_us - m.p25_us) / m.median_us for m in results[b].values()) * 100:.0f}%"
+        for b in batches
+    )
+    samples = ", ".join(f"B={b}: {min(m.samples for m in results[b].values())}" for b in batches)
+    lines.append(f"(medians over {samples} round-robin samples; widest IQR / median: {spread})")
+    return "\n".join(lines)
+
+
+def targets(data: dict, batch: int) -> list[tuple[str, float, float, bool]]:
+    """(description, measured, goal, met) for the issue's two targets at ``batch``."""
+    r = data["results"][batch]
+    vs_clone = r[OUR_LATE].median_us / r[CLONE].median_us
+    speedup = r[POST_LATE].median_us / r[OUR_LATE].median_us
+    return [
+        (f"late window ≤ 4× clone at B = {batch}", vs_clone, 4.0, vs_clone <= 4.0),
+        (f"late window ≥ 5× faster than the post's code looped per image (B = {batch})", speedup, 5.0, speedup >= 5.0),
+    ]
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lib_latentfix.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8], help="batch sizes (default 1 4 8)")
+    p.add_argument("--size", type=int, default=128, help="latent height and width (default 128)")
+    p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                   help="cpu, cuda, or all (default: cpu, plus cuda when available)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="round-robin rounds per batch size (default: enough for ~--budget s per op)")
+    p.add_argument("--budget", type=float, default=0.4, help="seconds of samples per op and batch size (default 0.4)")
+    p.add_argument("--sample", type=float, default=0.002, help="target seconds per sample (default 0.002)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up calls per op (default 5)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
+    p.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
+    args = p.parse_args(argv)
+    if any(b < 1 for b in args.batches) or args.size < 1:
+        p.error("batch sizes and --size must be positive")
+    if args.quick:
+        args.size = min(args.size, 16)
+        args.repeats = args.repeats or 3
+        args.warmup = 1
+        args.sample = 0.0
+    return args
+
+
+def devices_for(choice: str) -> list[torch.device]:
+    cuda = torch.cuda.is_available()
+    if choice == "cpu":
+        return [torch.device("cpu")]
+    if choice == "cuda":
+        if not cuda:
+            raise SystemExit("--device cuda: CUDA is not available")
+        return [torch.device("cuda")]
+    return [torch.device("cpu")] + ([torch.device("cuda")] if cuda else [])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    batches = list(dict.fromkeys(args.batches))
+    args.batches = batches
+    print(f"lib_latentfix.bench — torch {torch.__version__}, Python {platform.python_version()}, "
+          f"{platform.machine()}, torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})")
+    print(f"input: [B, 4, {args.size}, {args.size}] float32, B = {', '.join(map(str, batches))}; "
+          f"late window = apply(Schedule('late', BLOG.steps[2:]), x, 50.0)")
+    report: dict = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "size": args.size,
+        "batches": batches,
+        "devices": {},
+    }
+    for device in devices_for(args.device):
+        label = "cpu" if device.type == "cpu" else f"cuda ({torch.cuda.get_device_name(device)})"
+        print(f"\n== device: {label}")
+        data = run_device(device, args)
+        print(format_table(device, data, batches))
+        goal_batch = 8 if 8 in batches else max(batches)
+        checks = targets(data, goal_batch)
+        print("\ntargets:")
+        for text, value, goal, met in checks:
+            print(f"  [{'PASS' if met else 'MISS'}] {text}: measured {value:.2f}×")
+        report["devices"][device.type] = {
+            "name": label,
+            "results": {
+                str(b): {name: vars(m) for name, m in data["results"][b].items()} for b in batches
+            },
+            "targets": [
+                {"target": text, "measured": value, "goal": goal, "pass": met} for text, value, goal, met in checks
+            ],
+        }
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, ensure_ascii=False)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
