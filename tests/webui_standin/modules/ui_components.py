@@ -1,0 +1,64 @@
+"""Imitates modules/ui_components.py:88-144 InputAccordion. With gradio importable it is built the real way
+(hidden gr.Checkbox `<id>-checkbox` + gr.Accordion `<id>`); otherwise a pure-python object with .value,
+.elem_id, .accordion_id, .extra() and context-manager support (no JS wiring in either case)."""
+import contextlib
+from types import SimpleNamespace
+
+try:
+    import gradio as gr
+except ImportError:
+    gr = None
+
+
+class _Component(SimpleNamespace):
+    """Minimal gradio-less component: value/label/elem_id attributes, usable as a context manager."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+if gr is not None:
+    class InputAccordion(gr.Checkbox):
+        global_index = 0
+
+        def __init__(self, value, **kwargs):
+            self.accordion_id = kwargs.get("elem_id")
+            if self.accordion_id is None:
+                self.accordion_id = f"input-accordion-{InputAccordion.global_index}"
+                InputAccordion.global_index += 1
+            super().__init__(value, **{**kwargs, "elem_id": f"{self.accordion_id}-checkbox", "visible": False})
+            self.accordion = gr.Accordion(**{**kwargs, "elem_id": self.accordion_id, "label": kwargs.get("label", "Accordion"),
+                                             "elem_classes": ["input-accordion"], "open": value})
+
+        def extra(self):
+            return gr.Column(elem_id=self.accordion_id + "-extra", elem_classes="input-accordion-extra", min_width=0)
+
+        def __enter__(self):
+            self.accordion.__enter__()
+            return self
+
+        def __exit__(self, exc_type, exc_val, exc_tb):
+            self.accordion.__exit__(exc_type, exc_val, exc_tb)
+
+        def get_block_name(self):
+            return "checkbox"
+else:
+    class InputAccordion(_Component):
+        global_index = 0
+
+        def __init__(self, value, **kwargs):
+            accordion_id = kwargs.get("elem_id")
+            if accordion_id is None:
+                accordion_id = f"input-accordion-{InputAccordion.global_index}"
+                InputAccordion.global_index += 1
+            super().__init__(**{**kwargs, "value": value, "accordion_id": accordion_id, "elem_id": f"{accordion_id}-checkbox", "visible": False})
+            self.accordion = _Component(elem_id=accordion_id, label=kwargs.get("label", "Accordion"), open=value)
+
+        def extra(self):
+            return contextlib.nullcontext(_Component(elem_id=self.accordion_id + "-extra"))
+
+        def get_block_name(self):
+            return "checkbox"
