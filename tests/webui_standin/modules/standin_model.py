@@ -157,7 +157,7 @@ class ForgeObjects:
 
 class ToySDModel:
     """Carries the attributes the glue reads on `shared.sd_model` (A sd_models.py:379-407, sd_models_types.py)."""
-    def __init__(self, kind="sdxl", flavour="a1111", name="base", bias=(0.30, -0.15, 0.12, -0.25)):
+    def __init__(self, kind="sdxl", flavour="a1111", name="base", bias=(0.30, -0.15, 0.12, -0.25), ctx_dim=64):
         self.is_sdxl, self.is_sd1, self.is_sd2, self.is_sd3 = kind == "sdxl", kind == "sd1", False, False
         self.is_ssd = self.is_sdxl_inpaint = False
         self.latent_channels, self.parameterization = 4, "eps"
@@ -167,7 +167,7 @@ class ToySDModel:
         self.sd_model_hash, self.cond_stage_key = name, "crossattn"
         self.model = SimpleNamespace(conditioning_key="crossattn")
         self.channel_bias = torch.tensor(bias).view(1, 4, 1, 1)
-        self.ctx_dim = 2048 if self.is_sdxl else 768
+        self.ctx_dim = ctx_dim  # real: 2048 (SDXL) / 768 (SD1); reduced to keep the per-call cond stacking cheap
         g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
         self.freqs = torch.rand(4, 2, generator=g) * 3 + 1
         self.phase = torch.rand(4, generator=g) * 2 * math.pi
@@ -185,7 +185,7 @@ class ToySDModel:
         rows = [torch.randn(77, self.ctx_dim, generator=torch.Generator().manual_seed(zlib.crc32(t.encode()))) for t in texts]
         crossattn = torch.stack(rows)
         if self.is_sdxl:
-            return {"crossattn": crossattn, "vector": torch.zeros(len(texts), 2816)}
+            return {"crossattn": crossattn, "vector": torch.zeros(len(texts), 32)}  # real vector: 2816
         return crossattn
 
     def ema_scope(self):
