@@ -19,6 +19,7 @@ This is a report, not a test: it exits 0 whether or not the targets are met.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import platform
@@ -107,6 +108,7 @@ LATE = Schedule("late window", BLOG.steps[2:])
 
 CLONE = "clone (memory floor)"
 OUR_LATE = "ours: BLOG late window (t=50)"
+OUR_LATE_WEBUI = "ours: late window, per-image t tensor"
 POST_LATE = "post: late window, looped"
 
 
@@ -118,7 +120,10 @@ def operations() -> list[tuple[str, Callable[[Tensor], Tensor]]]:
         ("ours: center(0.6, 1.0)", lambda x: center(x, 0.6, 1.0)),
         ("ours: maximize", lambda x: maximize(x)),
         (OUR_LATE, lambda x: apply(LATE, x, 50.0)),
+        # what the WebUI glue does: one timestep per image, as a tensor on the latent's device
+        (OUR_LATE_WEBUI, lambda x: apply(LATE, x, torch.full((x.shape[0],), 50.0, device=x.device))),
         ("ours: BLOG full (t=999)", lambda x: apply(BLOG, x, 999.0)),
+        ("ours: BLOG full, per-image t tensor", lambda x: apply(BLOG, x, torch.full((x.shape[0],), 999.0, device=x.device))),
         (POST_LATE, post_late_window_looped),
         ("post: soft_clamp, looped", post_soft_clamp_looped),
         ("post: t=999 window, looped", post_early_window_looped),
@@ -248,18 +253,24 @@ def format_table(device: torch.device, data: dict, batches: Sequence[int]) -> st
 def targets(data: dict, batch: int) -> list[tuple[str, float, float, bool]]:
     """(description, measured, goal, met) for the issue's two targets at ``batch``."""
     r = data["results"][batch]
-    vs_clone = r[OUR_LATE].median_us / r[CLONE].median_us
-    speedup = r[POST_LATE].median_us / r[OUR_LATE].median_us
-    return [
-        (f"late window ≤ 4× clone at B = {batch}", vs_clone, 4.0, vs_clone <= 4.0),
-        (f"late window ≥ 5× faster than the post's code looped per image (B = {batch})", speedup, 5.0, speedup >= 5.0),
-    ]
+    out = []
+    for name, how in ((OUR_LATE, "one t for all"), (OUR_LATE_WEBUI, "per-image t, as in the WebUI")):
+        vs_clone = r[name].median_us / r[CLONE].median_us
+        speedup = r[POST_LATE].median_us / r[name].median_us
+        out += [
+            (f"late window ({how}) ≤ 4× clone at B = {batch}", vs_clone, 4.0, vs_clone <= 4.0),
+            (f"late window ({how}) ≥ 5× faster than the post's code looped per image (B = {batch})",
+             speedup, 5.0, speedup >= 5.0),
+        ]
+    return out
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lib_latentfix.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8], help="batch sizes (default 1 4 8)")
     p.add_argument("--size", type=int, default=128, help="latent height and width (default 128)")
+    p.add_argument("--no-steady-heap", dest="steady_heap", action="store_false",
+                   help="leave glibc's heap trimming on (CPU times then include page faults)")
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                    help="cpu, cuda, or all (default: cpu, plus cuda when available)")
     p.add_argument("--repeats", type=int, default=None,
@@ -291,12 +302,32 @@ def devices_for(choice: str) -> list[torch.device]:
     return [torch.device("cpu")] + ([torch.device("cuda")] if cuda else [])
 
 
+def steady_heap() -> str:
+    """Keep glibc from handing freed megabyte buffers back to the OS between calls.
+
+    Without it, whether a 2 MB temporary is served from the heap or from fresh pages (page faults) depends
+    on what ran just before, and a lone ``x.clone()`` swings between ~40 and ~400 µs. A long-running WebUI
+    process reaches the steady state anyway; pinning it makes the ratios repeatable. CUDA is unaffected.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        big = 1 << 30
+        if libc.mallopt(m_trim_threshold, big) == 1 and libc.mallopt(m_mmap_threshold, 256 << 20) == 1:
+            return "glibc heap pinned (no trimming, no mmap below 256 MiB)"
+    except (OSError, AttributeError):
+        pass
+    return "default allocator (not glibc): CPU times may include page faults"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     batches = list(dict.fromkeys(args.batches))
     args.batches = batches
+    heap = steady_heap() if args.steady_heap else "default allocator settings (--no-steady-heap)"
     print(f"lib_latentfix.bench — torch {torch.__version__}, Python {platform.python_version()}, "
           f"{platform.machine()}, torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})")
+    print(f"memory: {heap}")
     print(f"input: [B, 4, {args.size}, {args.size}] float32, B = {', '.join(map(str, batches))}; "
           f"late window = apply(Schedule('late', BLOG.steps[2:]), x, 50.0)")
     report: dict = {

@@ -20,15 +20,17 @@ Rules for bad values (the same for every filter):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
 Tensor = torch.Tensor
 
 ALL_CHANNELS: tuple[int, ...] = (0, 1, 2, 3)
+TINY_MAGNITUDE = 1e-30  # maximize never divides by less (keeps all-zero images at zero, factors finite)
 COLOUR_CHANNELS: tuple[int, ...] = (0, 1, 2)
 
 
@@ -108,9 +110,16 @@ def repaint_weight(mask: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
     return mask[:, :1].to(device=x.device, dtype=compute_dtype(x.dtype))
 
 
+Weight = Union[float, Tensor]  # a per-image weight: a Python number, or a [B] tensor
+
+
 @dataclass(frozen=True)
 class ChannelStats:
-    """Per-image, per-channel statistics of a latent (each ``[B, C]``) and which images are usable (``[B]``)."""
+    """Per-image, per-channel statistics (each ``[B, C]``) and which images are usable (``[B]`` bool).
+
+    Statistics of unusable images (non-finite values, empty mask) are replaced by 0, so every coefficient
+    derived from them is finite and the filters turn into the identity for those images.
+    """
 
     mean: Tensor
     low: Tensor
@@ -119,25 +128,26 @@ class ChannelStats:
 
     def abs_max(self) -> Tensor:
         """Largest magnitude over all channels of each image, ``[B]``."""
-        return torch.maximum(self.low.abs(), self.high.abs()).amax(dim=1)
+        return torch.maximum(self.low.neg(), self.high).amax(dim=1)
 
 
 def channel_stats(x: Tensor, mask: Optional[Tensor] = None) -> ChannelStats:
     """Mean, min and max of every channel of every image (over the mask's region when one is given)."""
     work = x.to(compute_dtype(x.dtype)).flatten(2)
     if mask is None:
-        mean = work.mean(dim=2)
-        low, high = torch.aminmax(work, dim=2)
+        mean, low, high = work.mean(dim=2), work.amin(dim=2), work.amax(dim=2)
         usable = torch.isfinite(mean).all(dim=1)
-        return ChannelStats(mean, low, high, usable)
-    weight = mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
-    inside = weight > 0
-    total = weight.sum(dim=2)
-    mean = torch.where(inside, work, 0.0).mul(weight).sum(dim=2) / total.clamp_min(torch.finfo(work.dtype).tiny)
-    high = torch.where(inside, work, -math.inf).amax(dim=2)
-    low = torch.where(inside, work, math.inf).amin(dim=2)
-    usable = torch.isfinite(mean).all(dim=1) & (total[:, 0] > 0)
-    return ChannelStats(mean, low, high, usable)
+    else:
+        weight = mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
+        inside = weight > 0
+        total = weight.sum(dim=2)
+        mean = torch.where(inside, work, 0.0).mul_(weight).sum(dim=2) / total.clamp_min(torch.finfo(work.dtype).tiny)
+        high = torch.where(inside, work, -math.inf).amax(dim=2)
+        low = torch.where(inside, work, math.inf).amin(dim=2)
+        usable = torch.isfinite(mean).all(dim=1) & (total[:, 0] > 0)
+    keep = usable[:, None]
+    zero = torch.zeros((), dtype=mean.dtype, device=mean.device)
+    return ChannelStats(torch.where(keep, mean, zero), torch.where(keep, low, zero), torch.where(keep, high, zero), usable)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -146,72 +156,84 @@ def channel_stats(x: Tensor, mask: Optional[Tensor] = None) -> ChannelStats:
 
 @dataclass(frozen=True)
 class Affine:
-    """A per-image, per-channel map ``y = scale * x + offset`` (each ``[B, C]``)."""
+    """A per-image, per-channel map ``y = scale * x + offset`` (each ``[B, C]``; ``scale`` None means 1)."""
 
-    scale: Tensor
-    offset: Tensor
-
-    @staticmethod
-    def identity(stats: ChannelStats) -> "Affine":
-        return Affine(torch.ones_like(stats.mean), torch.zeros_like(stats.mean))
+    scale: Optional[Tensor]
+    offset: Optional[Tensor]
 
     def then(self, other: "Affine") -> "Affine":
         """The map that applies ``self`` first, then ``other``."""
-        return Affine(other.scale * self.scale, other.scale * self.offset + other.offset)
-
-    def weighted(self, weight: Tensor) -> "Affine":
-        """Blend toward the identity: ``weight`` (``[B]``) 1 = this map, 0 = exactly no change (even for NaN)."""
-        w = weight[:, None]
-        keep = w > 0
-        scale = torch.where(keep, 1.0 + w * (self.scale - 1.0), torch.ones_like(self.scale))
-        return Affine(scale, torch.where(keep, w * self.offset, torch.zeros_like(self.offset)))
+        if other.scale is None:
+            scale = self.scale
+            offset = _add(self.offset, other.offset)
+        else:
+            scale = other.scale if self.scale is None else other.scale * self.scale
+            offset = _add(None if self.offset is None else other.scale * self.offset, other.offset)
+        return Affine(scale, offset)
 
     def map_stats(self, stats: ChannelStats) -> ChannelStats:
-        """The statistics the mapped latent will have, without looking at it again."""
-        a, b = self.scale, self.offset
-        lo, hi = a * stats.low + b, a * stats.high + b
-        return ChannelStats(a * stats.mean + b, torch.minimum(lo, hi), torch.maximum(lo, hi), stats.usable)
+        """The statistics the mapped latent will have, without looking at it again (scales are positive)."""
+        def f(v: Tensor) -> Tensor:
+            v = v if self.scale is None else v * self.scale
+            return v if self.offset is None else v + self.offset
+        return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.usable)
 
     def apply(self, x: Tensor) -> Tensor:
-        """Apply the map to ``x``, returning ``x``'s dtype."""
-        work = x.to(self.scale.dtype)
-        return torch.addcmul(self.offset[:, :, None, None], work, self.scale[:, :, None, None]).to(x.dtype)
+        """Apply the map to ``x`` (one elementwise pass, two with a scale), returning ``x``'s dtype."""
+        ref = self.scale if self.scale is not None else self.offset
+        if ref is None:
+            return x.clone()
+        work = x.to(ref.dtype)
+        out = work.mul(self.scale[:, :, None, None]) if self.scale is not None else None
+        if self.offset is not None:
+            out = work.add(self.offset[:, :, None, None]) if out is None else out.add_(self.offset[:, :, None, None])
+        return out.to(x.dtype)
+
+
+def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+@functools.lru_cache(maxsize=64)
+def _selector(channels: tuple[int, ...], n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    bits = sum(1 << c for c in channels)
+    return ((bits >> torch.arange(n, device=device)) & 1).to(dtype)
 
 
 def channel_selector(channels: Sequence[int], like: Tensor) -> Tensor:
-    """A ``[C]`` 0/1 vector marking ``channels``, on ``like``'s device and dtype (no host sync)."""
-    bits = sum(1 << c for c in channels)
-    index = torch.arange(like.shape[-1], device=like.device)
-    return ((bits >> index) & 1).to(like.dtype)
+    """A ``[C]`` 0/1 vector marking ``channels``, on ``like``'s device and dtype (built once, no host sync)."""
+    return _selector(tuple(channels), like.shape[-1], like.device, like.dtype)
 
 
-def center_affine(stats: ChannelStats, channel_shift: float, full_shift: float, channels: Sequence[int]) -> Affine:
-    """The post's center step as an affine map.
+def _per_image(weight: Weight) -> Weight:
+    return weight[:, None] if isinstance(weight, Tensor) else weight
+
+
+def center_affine(
+    stats: ChannelStats, channel_shift: float, full_shift: float, channels: Sequence[int], weight: Weight = 1.0
+) -> Affine:
+    """The post's center step as an affine map, applied with ``weight`` (0 = no change, 1 = full).
 
     Each listed channel loses ``mean × channel_shift``; then the whole image loses its (new) mean ×
     ``full_shift``. All channels cover the same pixels, so the whole mean is the mean of channel means.
     """
-    selected = channel_selector(channels, stats.mean)
-    per_channel = stats.mean * selected * channel_shift
+    per_channel = stats.mean * (channel_selector(channels, stats.mean) * channel_shift)
     whole = (stats.mean - per_channel).mean(dim=1, keepdim=True) * full_shift
-    offset = -(per_channel + whole)
-    affine = Affine(torch.ones_like(offset), offset)
-    return affine.weighted(stats.usable.to(offset.dtype))
+    return Affine(None, (per_channel + whole).mul_(-1.0) * _per_image(weight))
 
 
-def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int]) -> Affine:
+def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int], weight: Weight = 1.0) -> Affine:
     """The post's maximize step as an affine map: listed channels × boundary / largest magnitude of the image.
 
-    The largest magnitude is taken over all channels, as in the post. Images whose largest magnitude is 0
-    (or whose factor would not be finite) are left alone.
+    The largest magnitude is taken over all channels, as in the post. Magnitudes below ``TINY_MAGNITUDE``
+    count as that value, so an all-zero image stays all-zero and the factor stays finite.
     """
-    largest = stats.abs_max()
-    factor = boundary / largest
-    ok = stats.usable & (largest > 0) & torch.isfinite(factor)
-    factor = torch.where(ok, factor, torch.ones_like(factor))
-    selected = channel_selector(channels, stats.mean)
-    scale = 1.0 + selected[None, :] * (factor[:, None] - 1.0)
-    return Affine(scale, torch.zeros_like(scale))
+    largest = stats.abs_max().clamp_min(TINY_MAGNITUDE)
+    gain = torch.where(stats.usable, largest.reciprocal().mul_(boundary).sub_(1.0), 0.0)
+    scale = (gain[:, None] * _per_image(weight)) * channel_selector(channels, stats.mean) + 1.0
+    return Affine(scale, None)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -245,24 +267,30 @@ def soft_clamp_pixels(x: Tensor, threshold: Tensor, boundary: Tensor) -> Tensor:
     work = x.to(compute_dtype(x.dtype))
     thr = threshold[:, None, None, None]
     bnd = boundary[:, None, None, None]
-    pixel_low, pixel_high = torch.aminmax(work, dim=1, keepdim=True)
-    over = (work - thr) / (pixel_high - thr) * (bnd - thr) + thr
-    under = (work + thr) / (pixel_low + thr) * (thr - bnd) - thr
-    return torch.where(work > thr, over, torch.where(work < -thr, under, work))
+    high = work.amax(dim=1, keepdim=True)
+    low = work.amin(dim=1, keepdim=True)
+    # per pixel: how much of the excess beyond ±threshold survives (the post's ratio, rearranged)
+    gain_over = torch.where(high > thr, (bnd - thr) / (high - thr), 0.0)
+    gain_under = torch.where(low < -thr, (bnd - thr) / (-thr - low), 0.0)
+    inside = torch.clamp(work, min=-thr, max=thr)
+    excess = work - inside
+    return excess.mul_(torch.where(excess > 0, gain_over, gain_under)).add_(inside)
 
 
-def blend(x: Tensor, filtered: Tensor, weight: Tensor, mask: Optional[Tensor]) -> Tensor:
-    """``x + weight × mask × (filtered − x)`` with ``weight`` per image (``[B]``), in ``x``'s dtype.
+def blend(x: Tensor, filtered: Tensor, applies: Tensor, strength: float, mask: Optional[Tensor]) -> Tensor:
+    """``x + strength × mask × (filtered − x)`` for the images where ``applies`` (``[B]`` bool), in ``x``'s dtype.
 
     Where the combined weight is 0 the pixel is ``x`` exactly (a selection, not arithmetic), so NaN in
     ``filtered`` never leaks into images or pixels that are not filtered.
     """
     work = x.to(filtered.dtype)
-    w = weight.to(filtered.dtype)[:, None, None, None]
+    chosen = applies[:, None, None, None]
+    if mask is None and strength == 1.0:
+        return torch.where(chosen, filtered, work).to(x.dtype)
+    w = chosen.to(filtered.dtype) * strength
     if mask is not None:
         w = w * mask
-    mixed = torch.where(w > 0, torch.lerp(work, filtered, w), work)
-    return mixed.to(x.dtype)
+    return torch.where(w > 0, torch.lerp(work, filtered, w), work).to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -289,7 +317,7 @@ def soft_clamp(
     adaptive = check_number("adaptive", adaptive, 0.0, 1.0)
     weight = repaint_weight(mask, x)
     thr, bnd, applies = soft_clamp_limits(channel_stats(x, weight), threshold, boundary, adaptive)
-    return blend(x, soft_clamp_pixels(x, thr, bnd), applies, weight)
+    return blend(x, soft_clamp_pixels(x, thr, bnd), applies, 1.0, weight)
 
 
 def center(
@@ -336,9 +364,7 @@ def maximize(
 
 def masked_affine(x: Tensor, affine: Affine, mask: Optional[Tensor]) -> Tensor:
     """Apply ``affine`` to ``x``; with a mask, only inside it (blended by its weight)."""
+    mapped = affine.apply(x if mask is None else x.to(mask.dtype))
     if mask is None:
-        return affine.apply(x)
-    mapped = torch.addcmul(
-        affine.offset[:, :, None, None], x.to(affine.scale.dtype), affine.scale[:, :, None, None]
-    )
-    return blend(x, mapped, torch.ones_like(affine.scale[:, 0]), mask)
+        return mapped
+    return blend(x, mapped, torch.ones(x.shape[0], dtype=torch.bool, device=x.device), 1.0, mask)

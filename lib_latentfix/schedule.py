@@ -99,11 +99,19 @@ class Step:
             raise ValueError(f"t_min must be below t_max, got t_min={self.t_min:g}, t_max={self.t_max:g}")
         check_number("strength", self.strength, 0.0, 1.0)
 
+    def bounds(self) -> tuple[float, float]:
+        """The open interval of timesteps where the step is active (the scale's ends are unbounded)."""
+        return (-math.inf if self.t_min <= 0 else self.t_min), (math.inf if self.t_max >= T_MAX else self.t_max)
+
     def active(self, timesteps: Tensor) -> Tensor:
         """Which images (``[B]`` bool) are inside the window, without a host sync."""
-        lower = -math.inf if self.t_min <= 0 else self.t_min
-        upper = math.inf if self.t_max >= T_MAX else self.t_max
+        lower, upper = self.bounds()
         return (timesteps > lower) & (timesteps < upper)
+
+    def is_active_at(self, timestep: float) -> bool:
+        """Whether a (Python number) timestep is inside the window."""
+        lower, upper = self.bounds()
+        return lower < timestep < upper
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,13 @@ BLOG = Schedule(
 )
 
 
-def as_timesteps(timesteps: Union[Tensor, float, Sequence[float]], x: Tensor) -> Tensor:
-    """One float timestep per image, on ``x``'s device (a single value is used for every image)."""
+def as_timesteps(timesteps: Union[Tensor, float, Sequence[float]], x: Tensor) -> Union[Tensor, float]:
+    """One float timestep per image on ``x``'s device, or a Python float shared by every image.
+
+    A plain number stays a number: windows are then decided in Python, without touching the device.
+    """
+    if isinstance(timesteps, (int, float)) and not isinstance(timesteps, bool):
+        return float(timesteps)
     t = torch.as_tensor(timesteps, dtype=torch.float32)
     t = t.to(device=x.device, dtype=torch.float32)
     if t.dim() == 0 or t.numel() == 1:
@@ -174,10 +187,12 @@ class _Runner:
             self.base_stats = None
         return self.current
 
-    def soft_clamp(self, op: SoftClamp, weight: Tensor) -> None:
+    def soft_clamp(self, op: SoftClamp, active: Optional[Tensor], strength: float) -> None:
         threshold, boundary, applies = soft_clamp_limits(self.stats(), op.threshold, op.boundary, op.adaptive)
+        if active is not None:
+            applies = applies & active
         x = self.flush()
-        self.current = blend(x, soft_clamp_pixels(x, threshold, boundary), weight * applies, None)
+        self.current = blend(x, soft_clamp_pixels(x, threshold, boundary), applies, strength, None)
         self.base_stats = None
 
 
@@ -192,27 +207,38 @@ def apply(
 
     ``x`` is not written. Dtype and device are kept; statistics are per image, in float32 (float64 for
     float64 input). ``mask`` (inpainting repaint weight) restricts statistics and changes to its region.
-    No host sync and no loop over images or channels: window tests are tensor masks.
+    No host sync and no loop over images or channels: with a tensor of timesteps, window tests are tensor
+    masks; with one plain number, they are decided in Python and inactive steps cost nothing.
     """
     check_latent(x)
-    for step in schedule.steps:
-        if isinstance(step.filter, (Center, Maximize)):
-            check_channels("channels", step.filter.channels, x.shape[1])
+    steps = [step for step in schedule.steps if step.strength > 0]
+    for step in steps:
+        channels = getattr(step.filter, "channels", ())
+        if channels and channels[-1] >= x.shape[1]:  # validated and sorted when the step was made
+            check_channels("channels", channels, x.shape[1])
     t = as_timesteps(timesteps, x)
     weight_mask = repaint_weight(mask, x)
     runner = _Runner(x, weight_mask)
-    for step in schedule.effective().steps:
-        weight = step.active(t).to(torch.float64 if x.dtype == torch.float64 else torch.float32) * step.strength
+    stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    for step in steps:
+        if isinstance(t, float):
+            if not step.is_active_at(t):
+                continue
+            active, weight = None, step.strength
+        else:
+            active = step.active(t)
+            weight = active.to(stat_dtype) * step.strength
         op = step.filter
         if isinstance(op, SoftClamp):
-            runner.soft_clamp(op, weight)
+            runner.soft_clamp(op, active, step.strength)
         elif isinstance(op, Center):
-            runner.add_affine(center_affine(runner.stats(), op.channel_shift, op.full_shift, op.channels).weighted(weight))
+            runner.add_affine(center_affine(runner.stats(), op.channel_shift, op.full_shift, op.channels, weight))
         else:
-            runner.add_affine(maximize_affine(runner.stats(), op.boundary, op.channels).weighted(weight))
+            runner.add_affine(maximize_affine(runner.stats(), op.boundary, op.channels, weight))
     out = runner.flush()
     if out is x:
         return x.clone()
     if weight_mask is None:
         return out
-    return blend(x, out.to(weight_mask.dtype), torch.ones_like(t), weight_mask)
+    everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    return blend(x, out.to(weight_mask.dtype), everyone, 1.0, weight_mask)

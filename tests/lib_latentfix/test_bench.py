@@ -31,7 +31,7 @@ def test_quick_run_writes_every_operation_for_every_batch(tmp_path, capsys):
             assert m["median_us"] > 0 and m["p25_us"] > 0 and m["p75_us"] > 0, (b, name)
             assert m["samples"] >= 1 and m["calls_per_sample"] >= 1
     targets = report["devices"]["cpu"]["targets"]
-    assert len(targets) == 2
+    assert len(targets) == 4  # two targets, for one shared timestep and for per-image timesteps
     assert all(t["measured"] > 0 and isinstance(t["pass"], bool) for t in targets)
 
 
