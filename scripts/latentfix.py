@@ -68,8 +68,18 @@ def _timesteps(denoiser: Any, sigma: torch.Tensor, eps_mode: bool) -> torch.Tens
     sigma_to_t = getattr(inner, "sigma_to_t", None)
     if callable(sigma_to_t):  # A1111: k-diffusion's log-sigma interpolation; Forge: the predictor
         return sigma_to_t(sigma).to(torch.float32)
+    predictor = _forge_predictor()
+    if predictor is not None:  # Forge's DDIM-family denoisers: the same predictor, reached through the model
+        return predictor.timestep(sigma).to(torch.float32)
     alphas = getattr(shared.sd_model, "alphas_cumprod", None)
     return lf_sigmas.sigma_to_t(sigma, alphas if isinstance(alphas, torch.Tensor) else None)
+
+
+def _forge_predictor() -> Any:
+    """Forge's noise predictor (F backend/modules/k_prediction.py), if this host has one."""
+    unet = getattr(getattr(shared.sd_model, "forge_objects", None), "unet", None)
+    predictor = getattr(getattr(unet, "model", None), "predictor", None)
+    return predictor if callable(getattr(predictor, "timestep", None)) else None
 
 
 def _repaint_mask(denoiser: Any) -> Optional[torch.Tensor]:
