@@ -380,3 +380,50 @@ def test_xyz_shared_extra_params_never_leak_between_cells(a1111):
     cell.scripts.setup_scrips(cell, is_ui=True)
     processed = processing.process_images(cell)
     assert VERSION_KEY not in processed.infotexts[0]
+
+
+# ---- X/Y/Z plot ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def with_xyz():
+    import os
+
+    from modules import scripts
+
+    host = harness.make_host("a1111", "sdxl")
+    xyz_path = os.path.join(os.path.dirname(harness.__file__), "builtin_scripts", "xyz_grid.py")
+    xyz = scripts.load_script_file(xyz_path, os.path.dirname(xyz_path))[0]
+    host.load_extension()  # its before_ui callback registers the axes on the loaded xyz module
+    return host, next(d.module for d in scripts.scripts_data if d.script_class is xyz)
+
+
+def test_xyz_axes_are_registered_once(with_xyz):
+    import modules.script_callbacks as sc
+
+    host, xyz = with_xyz
+    ours = [o.label for o in xyz.axis_options if o.label.startswith("[LatentFix]")]
+    assert "[LatentFix] Enable" in ours and "[LatentFix] Preset" in ours and "[LatentFix] Maximize boundary" in ours
+    sc.before_ui_callback()  # a second before_ui (e.g. --api building the UI again) adds nothing
+    assert [o.label for o in xyz.axis_options if o.label.startswith("[LatentFix]")] == ours
+
+
+def test_xyz_cells_get_their_own_values_and_infotext(with_xyz):
+    host, xyz = with_xyz
+    base = host.txt2img(steps=4, seed=1)  # extension off in the UI
+    cells = xyz.run_cells(base.p, "[LatentFix] Enable", ["True", "False"])
+    assert "LatentFix: " in cells[0].infotexts[0]
+    assert "LatentFix" not in cells[1].infotexts[0]
+    boundary = xyz.run_cells(base.p, "[LatentFix] Maximize boundary", [2.0, 3.5])
+    assert all("LatentFix" not in r.infotexts[0] for r in boundary)  # a parameter axis alone does not enable
+    on = host.txt2img(args(), steps=4, seed=1)
+    two = xyz.run_cells(on.p, "[LatentFix] Maximize boundary", [2.0, 3.5])
+    assert "boundary=2;" in two[0].infotexts[0] and "boundary=3.5;" in two[1].infotexts[0]
+    assert not hasattr(on.p, "latentfix_overrides")  # the original p is untouched
+
+
+def test_xyz_rejects_bad_values_before_running(with_xyz):
+    host, xyz = with_xyz
+    base = host.txt2img(args(), steps=4, seed=1)
+    with pytest.raises(ValueError, match="maximize_boundary"):
+        xyz.run_cells(base.p, "[LatentFix] Maximize boundary", [2.0, 99.0])
