@@ -1,0 +1,47 @@
+"""install.py and preload.py, run the way the WebUI runs them."""
+
+import argparse
+import os
+import subprocess
+import sys
+import importlib.util
+
+from lib_latentfix.hostcheck import check_host, parse_version
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_install_prints_one_line_and_downloads_nothing(tmp_path):
+    # launch_utils.py:228-241: `python install.py` as a subprocess, cwd unchanged (here: somewhere else)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "install.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("[LatentFix] host check")
+
+
+def test_host_check_messages():
+    ok, line = check_host({"torch": "2.1.2+cu121", "gradio": "3.41.2"}.get)
+    assert ok and "torch 2.1.2+cu121" in line
+    ok, line = check_host({"torch": "2.3.1", "gradio": "4.40.0"}.get)
+    assert ok
+    ok, line = check_host({"torch": "1.12.0"}.get)
+    assert not ok and "gradio is not installed" in line and "torch 1.12.0 is outside" in line
+    assert parse_version("nightly") is None
+
+
+def load_preload():
+    spec = importlib.util.spec_from_file_location("preload.py", os.path.join(ROOT, "preload.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_preload_adds_real_options():
+    parser = argparse.ArgumentParser()
+    load_preload().preload(parser)
+    args = parser.parse_args(["--latentfix-trace", "trace.jsonl", "--latentfix-disable"])
+    assert args.latentfix_trace == "trace.jsonl" and args.latentfix_disable is True
+    defaults = parser.parse_args([])
+    assert defaults.latentfix_trace is None and defaults.latentfix_disable is False
