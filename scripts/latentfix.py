@@ -325,10 +325,6 @@ class LatentFixScript(scripts.Script):
                 log("nothing was corrected: this WebUI did not call the 'before guidance' hook")
 
 
-# Registered once, at import of this file: Reload UI re-imports it after clearing all callbacks.
-script_callbacks.on_cfg_denoiser(on_cfg_denoiser, name="latentfix")
-script_callbacks.on_cfg_denoised(on_cfg_denoised, name="latentfix")
-script_callbacks.on_cfg_after_cfg(on_cfg_after_cfg, name="latentfix")
 
 
 def register_options() -> None:

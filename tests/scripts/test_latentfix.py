@@ -427,3 +427,60 @@ def test_xyz_rejects_bad_values_before_running(with_xyz):
     base = host.txt2img(args(), steps=4, seed=1)
     with pytest.raises(ValueError, match="maximize_boundary"):
         xyz.run_cells(base.p, "[LatentFix] Maximize boundary", [2.0, 99.0])
+
+
+# ---- lifecycle, settings page, command line --------------------------------------------------------------------------
+
+
+def _our_callbacks():
+    import modules.script_callbacks as sc
+
+    return {cat: [e.name for e in entries if "latentfix" in e.name] for cat, entries in sc.callback_map.items()}
+
+
+def test_callbacks_registered_once_and_again_after_reload_ui(a1111):
+    once = _our_callbacks()
+    assert all(len(names) <= 1 for names in once.values())
+    assert once["callbacks_cfg_after_cfg"] and once["callbacks_cfg_denoiser"] and once["callbacks_cfg_denoised"]
+    import modules.script_callbacks as sc
+
+    sc.clear_callbacks()  # Reload UI: load_scripts clears every callback, then re-executes scripts/*.py
+    a1111.load_extension()
+    assert _our_callbacks() == once
+    latents, processed = a1111.txt2img(args(), steps=4, seed=1)
+    assert "LatentFix: " in processed.infotexts[0]
+
+
+def test_ui_has_no_side_effects_when_called_again(a1111):
+    import gradio as gr
+
+    before = _our_callbacks()
+    script = a1111.extension.script("txt2img")
+    with gr.Blocks():  # the API builds the UI again to read defaults (api/api.py:326-332)
+        components = script.ui(False)
+    assert _our_callbacks() == before
+    assert [c.elem_id for c in components] == [c.elem_id for c in script.controls]  # stable ids
+    assert components[0].elem_id == "script_txt2img_latentfix_enabled-checkbox"  # InputAccordion: <id>-checkbox
+
+
+def test_settings_page_defaults_reach_the_ui_and_the_api(a1111):
+    from modules import shared
+
+    assert "latentfix_default_preset" in shared.opts.data_labels
+    shared.opts.data["latentfix_default_enabled"] = True
+    shared.opts.data["latentfix_default_preset"] = "Gentle"
+    host = harness.make_host("a1111", "sdxl")
+    shared.opts.data.update(latentfix_default_enabled=True, latentfix_default_preset="Gentle")
+    ext = host.load_extension()
+    defaults = ext.defaults["txt2img"]
+    assert defaults[0] is True and defaults[1] == "Gentle"
+    _, processed = host.txt2img(steps=4, seed=1, is_api=True)  # no args: the defaults apply
+    assert "LatentFix preset: Gentle" in processed.infotexts[0]
+
+
+def test_disable_flag_turns_the_extension_off_for_the_launch(a1111, monkeypatch, corrections):
+    from modules import shared
+
+    monkeypatch.setattr(shared.cmd_opts, "latentfix_disable", True, raising=False)
+    a1111.txt2img(args(), steps=4, seed=1)
+    assert corrections == []
