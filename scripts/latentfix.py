@@ -97,9 +97,8 @@ def on_cfg_denoiser(params: Any) -> None:
     if job is None:
         return
     try:
-        if runtime.is_inner_pass(p) and job.settings.skip_inner_passes:
-            return
-        if getattr(p, "is_hr_pass", False) and not job.settings.apply_in_hires:
+        if runtime.skip_reason(job.settings, is_hr_pass=bool(getattr(p, "is_hr_pass", False)),
+                               inner_pass=runtime.is_inner_pass(p)):
             return
         problem = runtime.latent_problem(params.x)
         if problem is not None:
@@ -179,7 +178,7 @@ def settings_defaults() -> lf_settings.Settings:
 # ------------------------------------------------------------------------------------------------------------
 # UI: one component per settings field, laid out by group; labels, ranges and hints come from lf_settings.FIELDS
 
-GROUP_TITLES = {"clamp": "Soft clamp", "center": "Center", "maximize": "Maximize"}
+FILTER_GROUPS = ("clamp", "center", "maximize")
 
 
 def _component(field: lf_settings.Field, value: Any, elem_id: str, forge_like: bool):
@@ -213,10 +212,13 @@ def build_ui(elem_id, defaults: lf_settings.Settings, forge_like: bool) -> dict[
     for field in lf_settings.FIELDS:
         by_group.setdefault(field.group, []).append(field.name)
 
-    with InputAccordion(defaults.enabled, label=f"{TITLE}: SDXL latent correction", elem_id=elem_id("enabled")) as enabled:
+    label = f"{TITLE}: SDXL latent correction"
+    if getattr(shared.cmd_opts, "latentfix_disable", False):
+        label += " (off for this launch: --latentfix-disable)"
+    with InputAccordion(defaults.enabled, label=label, elem_id=elem_id("enabled")) as enabled:
         made["enabled"] = enabled
         make("preset")
-        for group, title in GROUP_TITLES.items():
+        for group in FILTER_GROUPS:
             with gr.Group(elem_id=elem_id(f"group_{group}")):
                 names = by_group[group]
                 make(names[0])  # the group's own enable
@@ -321,10 +323,8 @@ class LatentFixScript(scripts.Script):
         job = getattr(p, JOB_ATTR, None)
         if isinstance(job, runtime.Job):
             job.call = None
-            if job.settings.correction_point == lf_settings.BEFORE_CFG and not job.ran_points and job.failure is None:
+            if job.before_guidance and not job.ran_points and job.failure is None and not FORGE_LIKE:
                 log("nothing was corrected: this WebUI did not call the 'before guidance' hook")
-
-
 
 
 def register_options() -> None:

@@ -111,6 +111,15 @@ def test_on_changes_the_image_and_writes_infotext(a1111):
     assert GROUP_KEYS["clamp"] in info
 
 
+def test_post_defaults_remove_the_colour_cast_and_use_the_range(a1111):
+    """The stand-in model drifts to a colour cast and a narrow range; the post's schedule fixes both."""
+    off, _ = a1111.txt2img(batch_size=2, steps=20, seed=3, cfg_scale=12)
+    on, _ = a1111.txt2img(args(), batch_size=2, steps=20, seed=3, cfg_scale=12)
+    cast_off, cast_on = off.mean(dim=(2, 3)).abs(), on.mean(dim=(2, 3)).abs()
+    assert (cast_on[:, :3] < cast_off[:, :3] / 2).all()
+    assert (on[:, :3].abs().amax(dim=(1, 2, 3)) > 3.5).all() and (off.abs().amax(dim=(1, 2, 3)) < 3).all()
+
+
 def test_after_cfg_correction_is_the_schedule_on_each_images_x0(a1111, corrections):
     events = a1111.record_callbacks()
     a1111.txt2img(args(), batch_size=2, steps=12, seed=4, sampler="Euler")
