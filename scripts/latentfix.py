@@ -178,7 +178,28 @@ def settings_defaults() -> lf_settings.Settings:
 # ------------------------------------------------------------------------------------------------------------
 # UI: one component per settings field, laid out by group; labels, ranges and hints come from lf_settings.FIELDS
 
-FILTER_GROUPS = ("clamp", "center", "maximize")
+# Each filter group: rows of fields; a row of lists is a row of columns. Window start (the noisy end) comes first.
+LAYOUT: dict[str, list] = {
+    "clamp": [
+        ("clamp_enabled", "clamp_adaptive"),
+        ("clamp_strength", "clamp_ratio"),
+        ("clamp_threshold", "clamp_boundary"),
+        ("clamp_t_max", "clamp_t_min"),
+    ],
+    "center": [
+        ("center_enabled",),
+        ("center_channels",),
+        ("center_strength",),
+        (["center_early_channel_shift", "center_early_full_shift", "center_early_t_max", "center_early_t_min"],
+         ["center_late_channel_shift", "center_late_full_shift", "center_late_t_max", "center_late_t_min"]),
+    ],
+    "maximize": [
+        ("maximize_enabled",),
+        ("maximize_channels",),
+        ("maximize_boundary", "maximize_strength"),
+        ("maximize_t_max", "maximize_t_min"),
+    ],
+}
 
 
 def _component(field: lf_settings.Field, value: Any, elem_id: str, forge_like: bool):
@@ -208,31 +229,27 @@ def build_ui(elem_id, defaults: lf_settings.Settings, forge_like: bool) -> dict[
         made[name] = _component(field, getattr(defaults, name), elem_id(name), forge_like)
         return made[name]
 
-    by_group: dict[str, list[str]] = {}
-    for field in lf_settings.FIELDS:
-        by_group.setdefault(field.group, []).append(field.name)
-
     label = f"{TITLE}: SDXL latent correction"
     if getattr(shared.cmd_opts, "latentfix_disable", False):
         label += " (off for this launch: --latentfix-disable)"
     with InputAccordion(defaults.enabled, label=label, elem_id=elem_id("enabled")) as enabled:
         made["enabled"] = enabled
         make("preset")
-        for group in FILTER_GROUPS:
+        for group, rows in LAYOUT.items():
             with gr.Group(elem_id=elem_id(f"group_{group}")):
-                names = by_group[group]
-                make(names[0])  # the group's own enable
-                with gr.Row():
-                    for name in names[1:]:
-                        if not name.endswith(("_t_min", "_t_max")):
-                            make(name)
-                with gr.Row():
-                    for name in names[1:]:
-                        if name.endswith(("_t_max", "_t_min")):
-                            make(name)
+                for row in rows:
+                    with gr.Row():
+                        for item in row:
+                            if isinstance(item, list):
+                                with gr.Column():
+                                    for name in item:
+                                        make(name)
+                            else:
+                                make(item)
         with gr.Accordion("Advanced", open=False, elem_id=elem_id("advanced")):
-            for name in by_group["advanced"]:
-                make(name)
+            for field in lf_settings.FIELDS:
+                if field.group == "advanced":
+                    make(field.name)
     _wire_presets(made)
     return made
 

@@ -493,3 +493,16 @@ def test_disable_flag_turns_the_extension_off_for_the_launch(a1111, monkeypatch,
     monkeypatch.setattr(shared.cmd_opts, "latentfix_disable", True, raising=False)
     a1111.txt2img(args(), steps=4, seed=1)
     assert corrections == []
+
+
+def test_every_filter_control_is_laid_out_exactly_once(a1111):
+    from lib_latentfix.settings import FIELDS
+    from modules import scripts
+
+    glue = next(d.module for d in scripts.scripts_data if d.path.endswith("latentfix.py"))
+    placed = []
+    for rows in glue.LAYOUT.values():
+        for row in rows:
+            for item in row:
+                placed += item if isinstance(item, list) else [item]
+    assert sorted(placed) == sorted(f.name for f in FIELDS if f.group in ("clamp", "center", "maximize"))
