@@ -165,14 +165,17 @@ def _json_number(value: float) -> Optional[float]:
     return float(value) if math.isfinite(value) else None
 
 
-def trace_records(data: TraceData, *, meta: Mapping[str, object] = {}) -> Iterator[dict]:
-    """One JSON-able dict per recorded evaluation and image, in recording order.
+def trace_records(
+    data: TraceData, *, meta: Mapping[str, object] = {}, image: Optional[int] = None
+) -> Iterator[dict]:
+    """One JSON-able dict per recorded evaluation and image (only ``image`` if given), in recording order.
 
     ``{"image", "step", "timestep", "pass", "before": {"mean": [C], "std", "min", "max"}, "after": {…}, **meta}``;
     non-finite numbers become None (JSON null), so the lines are strict JSON.
     """
+    images = range(data.images) if image is None else (image,)
     for step in range(len(data)):
-        for image in range(data.images):
+        for image in images:
             record: dict = {"image": image, "step": step, "timestep": _json_number(data.timesteps[step, image]),
                             "pass": data.labels[step]}
             for side, name in ((BEFORE, "before"), (AFTER, "after")):

@@ -88,7 +88,8 @@ class Job:
     ran_points: set = field(default_factory=set)
     failure: Optional[str] = None
     call: Optional[ModelCall] = None
-    observer: Optional[Callable[..., None]] = None  # diagnostics hook: (point, before, after, timesteps)
+    observer: Optional[Callable[..., None]] = None  # diagnostics hook: (point, before, after, call)
+    traces: dict = field(default_factory=dict)  # diagnostics: batch iteration → lib_latentfix.diagnostics.Trace
 
     @property
     def before_guidance(self) -> bool:

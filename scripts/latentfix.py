@@ -24,6 +24,7 @@ except Exception:  # pragma: no cover - hosts without it
     CFGDenoiserTimesteps = ()
 
 from lib_latentfix import __version__
+from lib_latentfix import diagnostics as lf_diagnostics
 from lib_latentfix import infotext as lf_infotext
 from lib_latentfix import runtime
 from lib_latentfix import settings as lf_settings
@@ -294,6 +295,65 @@ def _paste_reader(name: str):
     return read
 
 
+# ------------------------------------------------------------------------------------------------------------
+# diagnostics: a per-step trace per batch iteration, charts and channel views at the end, JSON lines
+
+
+def _trace_observer(p: Any, job: runtime.Job):
+    """Record each corrected evaluation; a failure here switches diagnostics off, never the correction."""
+
+    def observe(point: str, before: torch.Tensor, after: torch.Tensor, call: runtime.ModelCall) -> None:
+        try:
+            images = int(getattr(p, "batch_size", before.shape[0])) if point == lf_settings.BEFORE_CFG else before.shape[0]
+            label = "hires pass" if getattr(p, "is_hr_pass", False) else "first pass"
+            if point == lf_settings.BEFORE_CFG:
+                label += " (negative-prompt rows)"  # before guidance: one uncond row per image, the last rows
+            trace = job.traces.setdefault(int(getattr(p, "iteration", 0)), lf_diagnostics.Trace())
+            trace.record_call(before[-images:], after[-images:], call, label=label)
+        except Exception as error:
+            job.observer = None
+            log(f"diagnostics turned off for this generation after an error: {type(error).__name__}: {error}")
+
+    return observe
+
+
+def _diagnostic_images(p: Any, job: runtime.Job, trace_path: Optional[str]) -> list[tuple[Any, str]]:
+    """(image, caption) pairs for the gallery; JSON lines appended to ``trace_path`` on the way."""
+    out = []
+    boundary = job.settings.maximize_boundary if job.settings.maximize_enabled else 4.0
+    windows = lf_diagnostics.schedule_windows(job.schedule)
+    for iteration, trace in sorted(job.traces.items()):
+        data = trace.finish()
+        for image in range(data.images):
+            index = iteration * int(getattr(p, "batch_size", data.images)) + image
+            seeds = getattr(p, "all_seeds", None) or [getattr(p, "seed", -1)]
+            seed = seeds[index] if index < len(seeds) else seeds[-1]
+            if trace_path:
+                meta = {"image_index": index, "seed": seed, "sampler": getattr(p, "sampler_name", None),
+                        "steps": getattr(p, "steps", None), "cfg_scale": getattr(p, "cfg_scale", None)}
+                lf_diagnostics.write_jsonl(trace_path, lf_diagnostics.trace_records(data, meta=meta, image=image))
+            if job.settings.diagnostics:
+                title = f"LatentFix diagnostics: image {index + 1}, seed {seed}"
+                plot = lf_diagnostics.render_plot(data, image, boundary=boundary, windows=windows, title=title)
+                out.append((plot, f"{title}: channel statistics per step"))
+                view = lf_diagnostics.channel_view_images(data, image)
+                out.append((view, f"{title}: latent channels before/after the last correction"))
+    return out
+
+
+def _save_extra_image(p: Any, image: Any, caption: str) -> None:
+    """Save like a grid when the WebUI saves grids (Settings → Saving images → grids)."""
+    if not getattr(shared.opts, "grid_save", False):
+        return
+    try:
+        from modules import images as webui_images
+    except ImportError:  # pragma: no cover - every WebUI has it
+        return
+    webui_images.save_image(image, getattr(p, "outpath_grids", "outputs"), "latentfix",
+                            extension=getattr(shared.opts, "grid_format", "png"), info=caption, p=p,
+                            suffix="-diagnostics")
+
+
 class LatentFixScript(scripts.Script):
     def title(self) -> str:
         return TITLE
@@ -332,16 +392,31 @@ class LatentFixScript(scripts.Script):
             log("the 'before guidance' correction point needs AUTOMATIC1111; this WebUI never calls it, "
                 "so nothing will be corrected (choose 'after guidance')")
         job = runtime.Job(chosen, chosen.schedule(), family)
+        if chosen.diagnostics or getattr(shared.cmd_opts, "latentfix_trace", None):
+            job.observer = _trace_observer(p, job)
         setattr(p, JOB_ATTR, job)
         for key in lf_infotext.ALL_KEYS:
             p.extra_generation_params[key] = _infotext_value(key)
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
         job = getattr(p, JOB_ATTR, None)
-        if isinstance(job, runtime.Job):
-            job.call = None
-            if job.before_guidance and not job.ran_points and job.failure is None and not FORGE_LIKE:
-                log("nothing was corrected: this WebUI did not call the 'before guidance' hook")
+        if not isinstance(job, runtime.Job):
+            return
+        job.call = None
+        if job.before_guidance and not job.ran_points and job.failure is None and not FORGE_LIKE:
+            log("nothing was corrected: this WebUI did not call the 'before guidance' hook")
+        if not job.traces:
+            return
+        try:
+            extras = _diagnostic_images(p, job, getattr(shared.cmd_opts, "latentfix_trace", None))
+            for image, caption in extras:  # after the real images; their infotexts stay untouched
+                processed.images.append(image)
+                processed.infotexts.append(caption)
+                _save_extra_image(p, image, caption)
+        except Exception as error:
+            log(f"diagnostics could not be drawn: {type(error).__name__}: {error}")
+        finally:
+            job.traces = {}
 
 
 def register_options() -> None:
