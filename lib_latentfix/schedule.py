@@ -125,12 +125,6 @@ class Schedule:
         """The same schedule without steps that can never change anything (strength 0)."""
         return replace(self, steps=tuple(s for s in self.steps if s.strength > 0))
 
-    def window(self) -> Optional[tuple[float, float]]:
-        """The smallest window holding every step (None for an empty schedule)."""
-        if not self.steps:
-            return None
-        return min(s.t_min for s in self.steps), max(s.t_max for s in self.steps)
-
 
 # The source post's callback: adaptive soft clamp above t = 950, center(0.8, 0.8) above 700, then
 # center(0.6, 1.0) and maximize between 1 and 100.
