@@ -40,7 +40,8 @@ GROUP_KEYS = {
     "maximize": "LatentFix maximize",
     "options": "LatentFix options",
 }
-ALL_KEYS = (VERSION_KEY, PRESET_KEY, *GROUP_KEYS.values())
+ERROR_KEY = "LatentFix error"  # written instead when the settings were refused (e.g. a bad API argument)
+ALL_KEYS = (VERSION_KEY, PRESET_KEY, *GROUP_KEYS.values(), ERROR_KEY)
 
 _POINTS = {AFTER_CFG: "after", BEFORE_CFG: "before"}
 _CACHE_KEY = "__latentfix_decoded__"

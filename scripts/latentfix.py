@@ -378,6 +378,8 @@ class LatentFixScript(scripts.Script):
             chosen = lf_settings.with_overrides(chosen, getattr(p, OVERRIDES_ATTR, None))
         except lf_settings.SettingsError as error:
             log(f"not applied, bad settings: {error}")
+            # the caller sees it too: in the response's info (API) and the infotext, without failing the request
+            p.extra_generation_params[lf_infotext.ERROR_KEY] = f"not applied: {error}"
             return
         reason = runtime.skip_reason(chosen, is_hr_pass=False, inner_pass=runtime.is_inner_pass(p))
         if reason is not None:

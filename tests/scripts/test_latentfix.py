@@ -352,9 +352,14 @@ def test_named_settings_dict_as_the_only_api_arg(a1111):
 
 def test_bad_api_settings_leave_the_generation_untouched_with_a_message(a1111, capsys):
     off, _ = a1111.txt2img(steps=6, seed=1)
-    bad, _ = a1111.txt2img([{"enabled": True, "maximize_boundry": 3}], steps=6, seed=1, is_api=True)
+    bad, processed = a1111.txt2img([{"enabled": True, "maximize_boundry": 3}], steps=6, seed=1, is_api=True)
     assert torch.equal(bad, off)
     assert "maximize_boundry" in capsys.readouterr().out
+    # the API caller gets the reason back in the response's info, and the paste of it stays off
+    assert "LatentFix error: \"not applied: unknown setting(s) 'maximize_boundry'" in processed.infotexts[0]
+    assert "LatentFix: " not in processed.infotexts[0]
+    good, processed = a1111.txt2img(args(), steps=6, seed=1)
+    assert "LatentFix error" not in processed.infotexts[0]  # never left behind for the next generation
 
 
 def test_infotext_pastes_back_every_control(a1111):
