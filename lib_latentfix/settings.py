@@ -111,9 +111,8 @@ class Field:
         return getattr(DEFAULTS, self.name)
 
 
-def _window(prefix: str, group: str, what: str, label: str = "") -> tuple[Field, Field]:
-    end, start = (f"{label}window end (timestep)", f"{label}window start (timestep)") if label else (
-        "Window end (timestep)", "Window start (timestep)")
+def _window(prefix: str, group: str, what: str, label: str) -> tuple[Field, Field]:
+    end, start = f"{label} window end (timestep)", f"{label} window start (timestep)"
     return (
         Field(f"{prefix}_t_min", "float", end, f"{what} stops once the timestep falls to this value "
               "(1000 = pure noise, 0 = finished image; 0 reaches the very last step).", 0, 1000, 1, group=group),
@@ -135,39 +134,39 @@ FIELDS: tuple[Field, ...] = (
           "value), as the post does; off uses the fixed threshold and boundary.", group="clamp"),
     Field("clamp_ratio", "float", "Adaptive ratio", "With adaptive limits: boundary = ratio × largest value, threshold = "
           "ratio × boundary. Lower squeezes harder.", 0.9, 1.0, 0.001, group="clamp"),
-    Field("clamp_threshold", "float", "Threshold", "Values beyond ± this are squeezed (fixed limits).", 0.0, 10.0, 0.05,
+    Field("clamp_threshold", "float", "Clamp threshold", "Values beyond ± this are squeezed (fixed limits).", 0.0, 10.0, 0.05,
           group="clamp"),
-    Field("clamp_boundary", "float", "Boundary", "Squeezed values end up within ± this; images whose largest value is "
+    Field("clamp_boundary", "float", "Clamp boundary", "Squeezed values end up within ± this; images whose largest value is "
           "below it are left alone.", 0.5, 10.0, 0.05, group="clamp"),
-    Field("clamp_strength", "float", "Strength", "How much of the soft clamp to apply (0 = none, 1 = full).", group="clamp"),
-    *_window("clamp", "clamp", "The soft clamp"),
+    Field("clamp_strength", "float", "Clamp strength", "How much of the soft clamp to apply (0 = none, 1 = full).", group="clamp"),
+    *_window("clamp", "clamp", "The soft clamp", "Clamp"),
     # center
     Field("center_enabled", "bool", "Center (colour balance)", "Pull each channel's average toward zero: removes colour "
           "casts (SDXL's yellow) and brightness drift.", group="center"),
-    Field("center_channels", "channels", "Channels", "Which latent channels are re-centred: luminance (brightness), "
+    Field("center_channels", "channels", "Center channels", "Which latent channels are re-centred: luminance (brightness), "
           "cyan/red, lime/purple (colour), pattern (structure).", group="center"),
-    Field("center_strength", "float", "Strength", "How much of the centering to apply (0 = none, 1 = full).",
+    Field("center_strength", "float", "Center strength", "How much of the centering to apply (0 = none, 1 = full).",
           group="center"),
-    Field("center_early_channel_shift", "float", "Early: channel shift", "Early pass: share of each channel's own "
+    Field("center_early_channel_shift", "float", "Early center: channel shift", "Early pass: share of each channel's own "
           "average removed (colour cast).", group="center"),
-    Field("center_early_full_shift", "float", "Early: full shift", "Early pass: share of the whole image's average "
+    Field("center_early_full_shift", "float", "Early center: full shift", "Early pass: share of the whole image's average "
           "removed afterwards (overall brightness).", group="center"),
-    *_window("center_early", "center", "The early centering", "Early: "),
-    Field("center_late_channel_shift", "float", "Late: channel shift", "Late pass: share of each channel's own average "
+    *_window("center_early", "center", "The early centering", "Early center:"),
+    Field("center_late_channel_shift", "float", "Late center: channel shift", "Late pass: share of each channel's own average "
           "removed before maximize.", group="center"),
-    Field("center_late_full_shift", "float", "Late: full shift", "Late pass: share of the whole image's average "
+    Field("center_late_full_shift", "float", "Late center: full shift", "Late pass: share of the whole image's average "
           "removed before maximize.", group="center"),
-    *_window("center_late", "center", "The late centering", "Late: "),
+    *_window("center_late", "center", "The late centering", "Late center:"),
     # maximize
     Field("maximize_enabled", "bool", "Maximize (range)", "Stretch the colour channels near the end so the largest "
           "value reaches the boundary: more contrast and saturation, full use of the VAE's range.", group="maximize"),
-    Field("maximize_boundary", "float", "Boundary", "The largest value after stretching (the VAE's useful range is "
+    Field("maximize_boundary", "float", "Maximize boundary", "The largest value after stretching (the VAE's useful range is "
           "about ±4; lower is softer).", 0.5, 8.0, 0.05, group="maximize"),
-    Field("maximize_channels", "channels", "Channels", "Which channels are stretched; the post stretches luminance and "
+    Field("maximize_channels", "channels", "Maximize channels", "Which channels are stretched; the post stretches luminance and "
           "both colour channels, not pattern.", group="maximize"),
-    Field("maximize_strength", "float", "Strength", "How much of the stretch to apply (0 = none, 1 = full).",
+    Field("maximize_strength", "float", "Maximize strength", "How much of the stretch to apply (0 = none, 1 = full).",
           group="maximize"),
-    *_window("maximize", "maximize", "Maximize"),
+    *_window("maximize", "maximize", "Maximize", "Maximize"),
     # advanced
     Field("correction_point", "choice", "Correction point", "After guidance corrects the final (CFG-combined) "
           "prediction of each image, on every WebUI. Before guidance corrects the separate prompt/negative "
@@ -183,6 +182,9 @@ FIELDS: tuple[Field, ...] = (
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 assert tuple(f.name for f in FIELDS) == tuple(f.name for f in fields(Settings)), "FIELDS must follow Settings"
+# The WebUI remembers script controls in ui-config.json by label (modules/ui_loadsave.py:36-70, key
+# ".../<label>/value"): two controls with one label would share one remembered value.
+assert len({f.label for f in FIELDS}) == len(FIELDS), "every label must be unique"
 
 # Fields a preset sets (everything that shapes the correction, not the enable or the advanced options).
 PRESET_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.group in ("clamp", "center", "maximize"))
@@ -426,8 +428,7 @@ class Axis:
 
 
 def xyz_axes() -> tuple[Axis, ...]:
-    """Axes for the enable, the preset, the correction point and every numeric setting."""
-    group_names = {"clamp": "Soft clamp", "center": "Center", "maximize": "Maximize"}
+    """Axes for the enable, the preset, the correction point, each filter's on/off and every numeric setting."""
     axes = [
         Axis("[LatentFix] Enable", "enabled", "bool", ("True", "False")),
         Axis("[LatentFix] Preset", "preset", "choice", PRESET_NAMES),
@@ -435,7 +436,7 @@ def xyz_axes() -> tuple[Axis, ...]:
     ]
     for f in FIELDS:
         if f.kind == "float":
-            axes.append(Axis(f"[LatentFix] {group_names[f.group]} {f.label[0].lower()}{f.label[1:]}", f.name, "float"))
-        elif f.kind == "bool" and f.group in group_names and f.name.endswith("_enabled"):
-            axes.append(Axis(f"[LatentFix] {group_names[f.group]} on/off", f.name, "bool", ("True", "False")))
+            axes.append(Axis(f"[LatentFix] {f.label}", f.name, "float"))
+        elif f.kind == "bool" and f.name.endswith("_enabled") and f.name != "enabled":
+            axes.append(Axis(f"[LatentFix] {f.label} on/off", f.name, "bool", ("True", "False")))
     return tuple(axes)

@@ -242,7 +242,7 @@ def build_ui(elem_id, defaults: lf_settings.Settings, forge_like: bool) -> dict[
                     with gr.Row():
                         for item in row:
                             if isinstance(item, list):
-                                with gr.Column():
+                                with gr.Column(min_width=160):
                                     for name in item:
                                         make(name)
                             else:

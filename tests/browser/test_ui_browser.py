@@ -229,7 +229,7 @@ def test_ui_in_browser(served, browser):
             for x, y in spots:
                 assert _hint_at_point(page, x, y) == field.hint, f"hover over {field.name} at {x:.0f},{y:.0f}"
         block = page.locator(f"#{_ui_id('center_strength')}")
-        block.get_by_text("Strength", exact=True).first.hover()
+        block.get_by_text("Center strength", exact=True).first.hover()
         assert page.evaluate("() => { const e = document.querySelector(':hover:not(:has(:hover))'); return e && e.title; }") \
             == hints["center_strength"]
 

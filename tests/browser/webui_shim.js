@@ -98,10 +98,10 @@ onUiLoaded(function() {
 });
 
 // --- hints.js: `titles` keyed by visible text, applied to new nodes that have no title yet ------------------
-// "Strength" stands for another extension's entry with one of our (common) labels: ours must still win.
+// Another extension's entries for labels that match ours exactly: our own hints must still win.
 var titles = {
-    "Strength": "ANOTHER EXTENSION'S HINT",
-    "Channels": "ANOTHER EXTENSION'S HINT",
+    "Center strength": "ANOTHER EXTENSION'S HINT",
+    "Maximize channels": "ANOTHER EXTENSION'S HINT",
 };
 
 function updateTooltip(element) {

@@ -140,3 +140,10 @@ def test_xyz_axes_cover_enable_preset_and_every_number():
     assert {"enabled", "preset"} <= fields
     assert all(f.name in fields for f in FIELDS if f.kind == "float")
     assert len({a.label for a in axes}) == len(axes)
+
+
+def test_labels_are_unique_so_the_webui_remembers_each_control_separately():
+    # ui-config.json keys script controls by label (A1111 modules/ui_loadsave.py:36-70): a repeated label made
+    # the maximize window start up with the soft clamp's window (1000/950) on a real A1111.
+    labels = [f.label for f in FIELDS]
+    assert len(set(labels)) == len(labels)
