@@ -395,7 +395,8 @@ def with_overrides(settings: Settings, overrides: Optional[Mapping[str, Any]]) -
 
 OPTION_PREFIX = "latentfix_default_"
 # Settings-page options: the defaults of these fields for the UI and for API calls that omit them.
-OPTION_FIELDS: tuple[str, ...] = ("enabled", "preset", "correction_point", "apply_in_hires", "skip_inner_passes")
+OPTION_FIELDS: tuple[str, ...] = ("enabled", "preset", "correction_point", "apply_in_hires", "skip_inner_passes",
+                                  "diagnostics")
 
 
 def option_key(name: str) -> str:
