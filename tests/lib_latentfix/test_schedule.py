@@ -157,3 +157,12 @@ def test_channels_beyond_the_latent_are_refused():
 def test_timesteps_must_match_batch():
     with pytest.raises(ValueError, match="timesteps"):
         apply(BLOG, latent(batch=3), torch.tensor([1.0, 2.0]))
+
+
+def test_a_diffusers_style_scalar_timestep_tensor_is_used_for_every_image():
+    """The README's callback_on_step_end example hands diffusers' 0-d (integer) timestep tensor to apply."""
+    x = latent(batch=3, dtype=torch.float32)
+    for t in (999, 50):
+        with NoHostSync():
+            out = apply(BLOG, x, torch.tensor(t))
+        assert torch.equal(out, apply(BLOG, x, float(t)))
