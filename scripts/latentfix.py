@@ -17,6 +17,7 @@ import gradio as gr
 import torch
 
 from modules import script_callbacks, scripts, shared
+from modules.ui_components import InputAccordion  # Forge: a function, not a class (never isinstance it)
 
 try:  # A1111 / Forge: the eps-predicting DDIM/PLMS/UniPC denoiser
     from modules.sd_samplers_timesteps import CFGDenoiserTimesteps
@@ -221,8 +222,6 @@ def _component(field: lf_settings.Field, value: Any, elem_id: str, forge_like: b
 
 def build_ui(elem_id, defaults: lf_settings.Settings, forge_like: bool) -> dict[str, Any]:
     """Create the accordion; return the components by field name (creation has no other side effect)."""
-    from modules.ui_components import InputAccordion
-
     made: dict[str, Any] = {}
 
     def make(name: str):
