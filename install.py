@@ -5,11 +5,14 @@ reports whether torch and gradio are present in supported versions, in one conso
 """
 
 import importlib.metadata
+import importlib.util
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_latentfix.hostcheck import check_host  # noqa: E402  (this file runs as a script, from any cwd)
+# hostcheck.py is loaded by path: importing the lib_latentfix package would import torch, which may be missing.
+_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib_latentfix", "hostcheck.py")
+_spec = importlib.util.spec_from_file_location("latentfix_hostcheck", _path)
+hostcheck = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hostcheck)
 
 
 def installed_version(name):
@@ -19,4 +22,4 @@ def installed_version(name):
         return None
 
 
-print(check_host(installed_version)[1])
+print(hostcheck.check_host(installed_version)[1])

@@ -231,9 +231,11 @@ def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int
     count as that value, so an all-zero image stays all-zero and the factor stays finite.
     """
     largest = stats.abs_max().clamp_min(TINY_MAGNITUDE)
-    gain = torch.where(stats.usable, largest.reciprocal().mul_(boundary).sub_(1.0), 0.0)
-    scale = (gain[:, None] * _per_image(weight)) * channel_selector(channels, stats.mean) + 1.0
-    return Affine(scale, None)
+    factor = torch.where(stats.usable, largest.reciprocal().mul_(boundary), 1.0)
+    # scale = factor where selected and weighted fully, 1 where not: written so that it is exactly the factor
+    # at full weight (factor − 1 would lose the factor's precision when the image is huge)
+    share = channel_selector(channels, stats.mean) * _per_image(weight)
+    return Affine(factor[:, None] * share + (1.0 - share), None)
 
 
 # --------------------------------------------------------------------------------------------------------

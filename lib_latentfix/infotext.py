@@ -48,7 +48,9 @@ _CACHE_KEY = "__latentfix_decoded__"
 
 
 def _num(value: float) -> str:
-    return format(float(value), ".6g")
+    """Fixed-point, shortest form ("4", "0.998", "0.00001"): never an exponent, whose "-" would split a window."""
+    text = format(float(value), ".6f").rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
 
 
 def _flag(value: bool) -> str:

@@ -85,6 +85,7 @@ class Job:
     schedule: Schedule
     family: str
     active: bool = True
+    started: bool = False  # the sampler has called the model for this job
     ran_points: set = field(default_factory=set)
     failure: Optional[str] = None
     call: Optional[ModelCall] = None

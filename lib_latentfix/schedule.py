@@ -48,8 +48,12 @@ class SoftClamp:
     adaptive: float = 0.0
 
     def __post_init__(self) -> None:
-        check_soft_clamp_args(self.threshold, self.boundary)
         check_number("adaptive", self.adaptive, 0.0, 1.0)
+        if self.adaptive > 0:  # adaptive limits: the fixed threshold is not used, the boundary is the guard
+            check_number("boundary", self.boundary, 0.0, 1e4, low_open=True)
+            check_number("threshold", self.threshold, 0.0, 1e4)
+        else:
+            check_soft_clamp_args(self.threshold, self.boundary)
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,9 @@ def apply(
     """Run ``schedule`` on ``x`` (``[B, C, H, W]``), image i at ``timesteps[i]``; returns a new tensor.
 
     ``x`` is not written. Dtype and device are kept; statistics are per image, in float32 (float64 for
-    float64 input). ``mask`` (inpainting repaint weight) restricts statistics and changes to its region.
+    float64 input). ``mask`` (inpainting repaint weight) restricts statistics and changes to its region: the
+    whole schedule runs on the masked statistics and its result is blended with the mask once, at the end
+    (with a binary mask this equals filtering step by step; a soft mask blends the schedule as a whole).
     No host sync and no loop over images or channels: with a tensor of timesteps, window tests are tensor
     masks; with one plain number, they are decided in Python and inactive steps cost nothing.
     """

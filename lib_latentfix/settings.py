@@ -319,13 +319,18 @@ def _same(a: Any, b: Any) -> bool:
 def from_positional(args: Sequence[Any], defaults: Settings = DEFAULTS) -> Settings:
     """Settings from the WebUI's positional script args (``ui()`` order); missing trailing args keep defaults.
 
-    The sliders are the truth here: the preset name is recomputed from them (the UI keeps the two in step;
-    an API caller who wants a preset by name uses :func:`from_named`).
+    The sliders are the truth here and the preset name is recomputed from them (the UI keeps the two in step),
+    except when every filter value is still the default: then a preset named in the args is applied, so an API
+    call ``[true, "Gentle"]`` (padded by the WebUI with the default sliders) gets Gentle. ``None`` keeps a default.
     """
     if len(args) > len(FIELDS):
         raise SettingsError(f"expected at most {len(FIELDS)} arguments, got {len(args)}")
-    values = {field.name: coerce(field.name, value) for field, value in zip(FIELDS, args)}
+    values = {field.name: coerce(field.name, value) for field, value in zip(FIELDS, args) if value is not None}
     settings = replace(defaults, **values)
+    untouched = all(_same(getattr(settings, name), getattr(defaults, name)) for name in PRESET_FIELDS)
+    named = values.get("preset", defaults.preset)
+    if untouched and named in PRESETS:
+        settings = apply_preset(settings, named)
     return check(replace(settings, preset=matching_preset(settings)))
 
 

@@ -98,6 +98,7 @@ def on_cfg_denoiser(params: Any) -> None:
     job = job_of(p)
     if job is None:
         return
+    job.started = True
     try:
         if runtime.skip_reason(job.settings, is_hr_pass=bool(getattr(p, "is_hr_pass", False)),
                                inner_pass=runtime.is_inner_pass(p)):
@@ -161,11 +162,22 @@ def on_cfg_after_cfg(params: Any) -> None:
 
 
 def _infotext_value(key: str):
-    """An infotext value computed when the infotext is written, so it is absent if nothing ran."""
+    """An infotext value computed when the infotext is written, so it tells what actually happened.
+
+    Before sampling (A1111 writes params.txt then) the settings that will run; afterwards the settings only if a
+    correction ran, and after a failure only the error (the image was corrected partly).
+    """
 
     def value(p: Any = None, **_: Any) -> Optional[str]:
         job = getattr(p, JOB_ATTR, None)
-        if not isinstance(job, runtime.Job) or not job.ran_points:
+        if not isinstance(job, runtime.Job):
+            return None
+        if job.failure is not None:
+            if key != lf_infotext.ERROR_KEY:
+                return None
+            done = "partly applied" if job.ran_points else "not applied"
+            return f"{done}, turned off after an error: {job.failure}"
+        if job.started and not job.ran_points:
             return None
         return lf_infotext.encode(job.settings, __version__).get(key)
 
@@ -392,6 +404,7 @@ class LatentFixScript(scripts.Script):
         if chosen.correction_point == lf_settings.BEFORE_CFG and FORGE_LIKE:
             log("the 'before guidance' correction point needs AUTOMATIC1111; this WebUI never calls it, "
                 "so nothing will be corrected (choose 'after guidance')")
+            return
         job = runtime.Job(chosen, chosen.schedule(), family)
         if chosen.diagnostics or getattr(shared.cmd_opts, "latentfix_trace", None):
             job.observer = _trace_observer(p, job)
@@ -399,12 +412,25 @@ class LatentFixScript(scripts.Script):
         for key in lf_infotext.ALL_KEYS:
             p.extra_generation_params[key] = _infotext_value(key)
 
+    @staticmethod
+    def _settle_infotext(p: Any) -> None:
+        """Replace the infotext callables by their final text: the API's info serialises callables as null."""
+        params = p.extra_generation_params
+        for key in lf_infotext.ALL_KEYS:
+            if callable(params.get(key)):
+                text = params[key](p=p)
+                if text is None:
+                    params.pop(key)
+                else:
+                    params[key] = text
+
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
         job = getattr(p, JOB_ATTR, None)
         if not isinstance(job, runtime.Job):
             return
         job.call = None
-        if job.before_guidance and not job.ran_points and job.failure is None and not FORGE_LIKE:
+        self._settle_infotext(p)
+        if job.before_guidance and not job.ran_points and job.failure is None:
             log("nothing was corrected: this WebUI did not call the 'before guidance' hook")
         if not job.traces:
             return
@@ -443,10 +469,24 @@ def _xyz_apply(name: str):
     return apply_value
 
 
+def _settings_of(p: Any) -> lf_settings.Settings:
+    """The settings this generation's own LatentFix controls hold (defaults if they cannot be read)."""
+    runner = getattr(p, "scripts", None)
+    ours = next((s for s in getattr(runner, "alwayson_scripts", []) if isinstance(s, LatentFixScript)), None)
+    try:
+        return lf_settings.from_script_args(p.script_args[ours.args_from:ours.args_to], settings_defaults())
+    except Exception:
+        return settings_defaults()
+
+
 def _xyz_confirm(name: str):
-    def confirm(_p: Any, values: Any) -> None:
+    """Check each axis value together with the rest of the settings (a window end above its start, say)."""
+
+    def confirm(p: Any, values: Any) -> None:
+        base = _settings_of(p)
         for value in values:
-            lf_settings.coerce(name, value)  # raises with a message naming the setting
+            overrides = {**(getattr(p, OVERRIDES_ATTR, None) or {}), name: value}
+            lf_settings.with_overrides(base, overrides)  # raises SettingsError, naming the setting
 
     return confirm
 

@@ -45,3 +45,14 @@ def test_preload_adds_real_options():
     assert args.latentfix_trace == "trace.jsonl" and args.latentfix_disable is True
     defaults = parser.parse_args([])
     assert defaults.latentfix_trace is None and defaults.latentfix_disable is False
+
+
+def test_install_runs_even_where_torch_cannot_be_imported(tmp_path):
+    broken = tmp_path / "torch"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('torch is broken here')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "install.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[LatentFix] host check")

@@ -248,3 +248,13 @@ def test_mask_keeps_untouched_area_and_uses_only_repainted_statistics():
 def test_out_of_range_arguments_name_themselves(call, argument):
     with pytest.raises(ValueError, match=argument):
         call(latent(dtype=torch.float32))
+
+
+@pytest.mark.parametrize("largest", [1e3, 1e7, 1e9, 1e12, 1e30])
+def test_maximize_reaches_the_boundary_for_huge_images_too(largest):
+    x = torch.zeros(1, 4, 4, 4)
+    x[0, 0, 0, 0] = largest
+    x[0, 1, 1, 1] = -largest / 2
+    y = maximize(x, 4.0)
+    torch.testing.assert_close(y[0, 0, 0, 0], torch.tensor(4.0), rtol=1e-6, atol=0)
+    torch.testing.assert_close(y[0, 1, 1, 1], torch.tensor(-2.0), rtol=1e-6, atol=0)

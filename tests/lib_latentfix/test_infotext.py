@@ -126,3 +126,11 @@ def test_fuzz_truncated_and_reordered_fields(data):
 
 def test_not_a_mapping_is_harmless():
     assert decode("LatentFix: 1") == (None, [])
+
+
+def test_numbers_are_written_without_exponents():
+    chosen = on(center_late_t_min=0.0, center_late_t_max=0.00001, clamp_ratio=0.9)
+    entries = encode(chosen, "0.1.0")
+    assert "late_window=0-0.00001" in entries[GROUP_KEYS["center"]] and "e-" not in entries[GROUP_KEYS["center"]]
+    back, problems = decode(entries)
+    assert problems == [] and back.center_late_t_max == 0.00001

@@ -147,3 +147,30 @@ def test_labels_are_unique_so_the_webui_remembers_each_control_separately():
     # the maximize window start up with the soft clamp's window (1000/950) on a real A1111.
     labels = [f.label for f in FIELDS]
     assert len(set(labels)) == len(labels)
+
+
+def test_api_preset_by_position_is_applied_over_default_sliders():
+    # the WebUI pads [true, "Gentle"] with the ui() defaults: the sliders are untouched, so the preset counts
+    padded = [True, "Gentle"] + to_positional(DEFAULTS)[2:]
+    for args in ([True, "Gentle"], padded):
+        chosen = from_script_args(args)
+        assert chosen.preset == "Gentle" and chosen.clamp_strength == 0.5
+    moved = list(padded)
+    moved[FIELD_NAMES.index("maximize_boundary")] = 3.0  # a moved slider wins over the dropdown
+    assert from_script_args(moved).preset == CUSTOM and from_script_args(moved).clamp_strength == 1.0
+
+
+def test_positional_none_keeps_the_default():
+    args = to_positional(replace(DEFAULTS, enabled=True))
+    args[FIELD_NAMES.index("clamp_enabled")] = None
+    assert from_positional(args).clamp_enabled is True
+
+
+def test_adaptive_clamp_ignores_the_unused_fixed_threshold():
+    chosen = from_named({"enabled": True, "clamp_adaptive": True, "clamp_threshold": 4.5, "clamp_boundary": 4.0})
+    assert chosen.schedule().steps[0].filter.adaptive == 0.998
+    with pytest.raises(SettingsError, match="threshold"):
+        from_named({"enabled": True, "clamp_adaptive": False, "clamp_threshold": 4.5, "clamp_boundary": 4.0})
+
+
+FIELD_NAMES = [f.name for f in FIELDS]

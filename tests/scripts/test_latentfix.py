@@ -333,7 +333,8 @@ def test_an_error_turns_the_extension_off_for_the_generation_and_the_image_is_ma
     assert calls["n"] == 1
     out = capsys.readouterr().out
     assert out.count("RuntimeError: boom") == 1
-    assert VERSION_KEY not in processed.infotexts[0]
+    assert "LatentFix: " not in processed.infotexts[0]  # no claim that it ran, and the reason instead
+    assert 'LatentFix error: "not applied, turned off after an error: RuntimeError: boom"' in processed.infotexts[0]
     assert a1111.errors == []  # nothing escaped into the host
 
 
@@ -589,3 +590,47 @@ def test_diagnostics_with_hires_and_batch_count(a1111):
                                  hr_second_pass_steps=3, denoising_strength=0.5)
     captions = [t for t in processed.infotexts if t.startswith("LatentFix diagnostics")]
     assert len(captions) == 4 and "seed 2" in captions[2]
+
+
+# ---- what the infotext and the API info say ------------------------------------------------------------------------
+
+
+def test_infotext_before_sampling_names_the_settings_that_will_run(a1111):
+    """A1111 writes params.txt (what "paste last generation" reads) before sampling starts."""
+    from modules import processing
+
+    p = processing.StableDiffusionProcessingTxt2Img(batch_size=1, steps=4, seed=1)
+    script = a1111.extension.script("txt2img")
+    script.process(p, *args(preset="Custom", maximize_boundary=3.0))
+    written = {k: v(p=p) for k, v in p.extra_generation_params.items() if callable(v)}
+    assert written["LatentFix"] and "boundary=3;" in written["LatentFix maximize"]
+
+
+def test_a_failure_after_some_corrections_says_partly_applied(a1111, monkeypatch):
+    original, calls = runtime.correct, {"n": 0}
+
+    def fails_on_the_third(schedule, prediction, call):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom")
+        return original(schedule, prediction, call)
+
+    monkeypatch.setattr(runtime, "correct", fails_on_the_third)
+    _, processed = a1111.txt2img(args(), steps=6, seed=2)
+    info = processed.infotexts[0]
+    assert "LatentFix: " not in info and "partly applied, turned off after an error: RuntimeError: boom" in info
+
+
+def test_api_info_holds_the_values_not_nulls(a1111):
+    run = a1111.txt2img([{"enabled": True}], steps=4, seed=1, is_api=True)
+    params = run.p.extra_generation_params  # what Processed.js() serialises (processing.py:597, default=None)
+    ours = {k: v for k, v in params.items() if k.startswith("LatentFix")}
+    assert ours and all(isinstance(v, str) for v in ours.values())
+    assert ours["LatentFix preset"] == "Post defaults"
+
+
+def test_xyz_confirm_checks_values_with_the_rest_of_the_settings(with_xyz):
+    host, xyz = with_xyz
+    base = host.txt2img(args(), steps=4, seed=1)  # maximize window: start 100
+    with pytest.raises(ValueError, match="t_min"):
+        xyz.run_cells(base.p, "[LatentFix] Maximize window end (timestep)", [50, 150])
