@@ -95,6 +95,23 @@ def encode(settings: Settings, version: str) -> dict[str, str]:
     return out
 
 
+def report(
+    settings: Settings, version: str, *, started: bool, corrected: bool, failure: Optional[str]
+) -> dict[str, str]:
+    """What the infotext says about a generation, at any moment it is written.
+
+    Before sampling starts (A1111 writes params.txt then): the settings that will run. Afterwards: the settings if
+    a correction ran, nothing if none did. After a failure: only ``LatentFix error`` with the cause, since the
+    image was corrected partly (or not at all) and pasting the settings would not reproduce it.
+    """
+    if failure is not None:
+        done = "partly applied" if corrected else "not applied"
+        return {ERROR_KEY: f"{done}, turned off after an error: {failure}"}
+    if started and not corrected:
+        return {}
+    return encode(settings, version)
+
+
 # --------------------------------------------------------------------------------------------------------
 # decoding
 

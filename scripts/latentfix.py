@@ -162,24 +162,15 @@ def on_cfg_after_cfg(params: Any) -> None:
 
 
 def _infotext_value(key: str):
-    """An infotext value computed when the infotext is written, so it tells what actually happened.
-
-    Before sampling (A1111 writes params.txt then) the settings that will run; afterwards the settings only if a
-    correction ran, and after a failure only the error (the image was corrected partly).
-    """
+    """An infotext value computed whenever the WebUI writes the infotext (lf_infotext.report decides what)."""
 
     def value(p: Any = None, **_: Any) -> Optional[str]:
         job = getattr(p, JOB_ATTR, None)
         if not isinstance(job, runtime.Job):
             return None
-        if job.failure is not None:
-            if key != lf_infotext.ERROR_KEY:
-                return None
-            done = "partly applied" if job.ran_points else "not applied"
-            return f"{done}, turned off after an error: {job.failure}"
-        if job.started and not job.ran_points:
-            return None
-        return lf_infotext.encode(job.settings, __version__).get(key)
+        said = lf_infotext.report(job.settings, __version__, started=job.started, corrected=bool(job.ran_points),
+                                  failure=job.failure)
+        return said.get(key)
 
     return value
 

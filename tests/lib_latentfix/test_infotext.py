@@ -134,3 +134,15 @@ def test_numbers_are_written_without_exponents():
     assert "late_window=0-0.00001" in entries[GROUP_KEYS["center"]] and "e-" not in entries[GROUP_KEYS["center"]]
     back, problems = decode(entries)
     assert problems == [] and back.center_late_t_max == 0.00001
+
+
+def test_report_tells_what_happened():
+    from lib_latentfix.infotext import ERROR_KEY, report
+
+    chosen = on()
+    assert report(chosen, "0.1.0", started=False, corrected=False, failure=None) == encode(chosen, "0.1.0")
+    assert report(chosen, "0.1.0", started=True, corrected=True, failure=None) == encode(chosen, "0.1.0")
+    assert report(chosen, "0.1.0", started=True, corrected=False, failure=None) == {}
+    failed = report(chosen, "0.1.0", started=True, corrected=True, failure="RuntimeError: boom")
+    assert failed == {ERROR_KEY: "partly applied, turned off after an error: RuntimeError: boom"}
+    assert decode(failed) == (None, [])  # pasting it leaves the extension off
