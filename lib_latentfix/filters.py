@@ -131,12 +131,21 @@ class ChannelStats:
         return torch.maximum(self.low.neg(), self.high).amax(dim=1)
 
 
+def _all_finite(values: Tensor) -> Tensor:
+    """Per row (``[B, C]`` → ``[B]``): are all values finite? A NaN or ±inf makes the row's sum s give s − s ≠ 0.
+
+    Cheaper than ``isfinite(...).all(1)``; a sum that overflows (channel means near 1e38) also counts as not finite.
+    """
+    total = values.sum(dim=1)
+    return (total - total) == 0
+
+
 def channel_stats(x: Tensor, mask: Optional[Tensor] = None) -> ChannelStats:
     """Mean, min and max of every channel of every image (over the mask's region when one is given)."""
     work = x.to(compute_dtype(x.dtype)).flatten(2)
     if mask is None:
         mean, low, high = work.mean(dim=2), work.amin(dim=2), work.amax(dim=2)
-        usable = torch.isfinite(mean).all(dim=1)
+        usable = _all_finite(mean)
     else:
         weight = mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
         inside = weight > 0
@@ -144,7 +153,7 @@ def channel_stats(x: Tensor, mask: Optional[Tensor] = None) -> ChannelStats:
         mean = torch.where(inside, work, 0.0).mul_(weight).sum(dim=2) / total.clamp_min(torch.finfo(work.dtype).tiny)
         high = torch.where(inside, work, -math.inf).amax(dim=2)
         low = torch.where(inside, work, math.inf).amin(dim=2)
-        usable = torch.isfinite(mean).all(dim=1) & (total[:, 0] > 0)
+        usable = _all_finite(mean) & (total[:, 0] > 0)
     keep = usable[:, None]
     zero = torch.zeros((), dtype=mean.dtype, device=mean.device)
     return ChannelStats(torch.where(keep, mean, zero), torch.where(keep, low, zero), torch.where(keep, high, zero), usable)
@@ -211,6 +220,11 @@ def _per_image(weight: Weight) -> Weight:
     return weight[:, None] if isinstance(weight, Tensor) else weight
 
 
+def _is_one(weight: Weight) -> bool:
+    """A plain full weight, which needs no multiplication (a tensor weight always does)."""
+    return not isinstance(weight, Tensor) and weight == 1.0
+
+
 def center_affine(
     stats: ChannelStats, channel_shift: float, full_shift: float, channels: Sequence[int], weight: Weight = 1.0
 ) -> Affine:
@@ -221,7 +235,8 @@ def center_affine(
     """
     per_channel = stats.mean * (channel_selector(channels, stats.mean) * channel_shift)
     whole = (stats.mean - per_channel).mean(dim=1, keepdim=True) * full_shift
-    return Affine(None, (per_channel + whole).mul_(-1.0) * _per_image(weight))
+    offset = (per_channel + whole).neg_()
+    return Affine(None, offset if _is_one(weight) else offset * _per_image(weight))
 
 
 def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int], weight: Weight = 1.0) -> Affine:
@@ -234,7 +249,9 @@ def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int
     factor = torch.where(stats.usable, largest.reciprocal().mul_(boundary), 1.0)
     # scale = factor where selected and weighted fully, 1 where not: written so that it is exactly the factor
     # at full weight (factor − 1 would lose the factor's precision when the image is huge)
-    share = channel_selector(channels, stats.mean) * _per_image(weight)
+    share = channel_selector(channels, stats.mean)
+    if not _is_one(weight):
+        share = share * _per_image(weight)
     return Affine(factor[:, None] * share + (1.0 - share), None)
 
 

@@ -220,14 +220,19 @@ def apply(
     weight_mask = repaint_weight(mask, x)
     runner = _Runner(x, weight_mask)
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    windows: dict[tuple[float, float], tuple[Tensor, Tensor]] = {}  # one mask per distinct window
     for step in steps:
         if isinstance(t, float):
             if not step.is_active_at(t):
                 continue
             active, weight = None, step.strength
         else:
-            active = step.active(t)
-            weight = active.to(stat_dtype) * step.strength
+            if step.bounds() not in windows:
+                mask_now = step.active(t)
+                windows[step.bounds()] = (mask_now, mask_now.to(stat_dtype))
+            active, weight = windows[step.bounds()]
+            if step.strength != 1.0:
+                weight = weight * step.strength
         op = step.filter
         if isinstance(op, SoftClamp):
             runner.soft_clamp(op, active, step.strength)
