@@ -89,6 +89,7 @@ class Job:
     ran_points: set = field(default_factory=set)
     failure: Optional[str] = None
     call: Optional[ModelCall] = None
+    nonfinite: Optional[Tensor] = None  # on the device: how many image predictions held NaN/inf (read once, at the end)
     observer: Optional[Callable[..., None]] = None  # diagnostics hook: (point, before, after, call)
     traces: dict = field(default_factory=dict)  # diagnostics: batch iteration → lib_latentfix.diagnostics.Trace
 
@@ -101,6 +102,12 @@ class Job:
         self.active = False
         self.failure = f"{type(error).__name__}: {error}"
         return f"correction turned off for the rest of this generation after an error: {self.failure}"
+
+
+def count_nonfinite(prediction: Tensor) -> Tensor:
+    """How many rows hold a NaN or ±inf, as a 0-d device tensor (no host sync; one reduction)."""
+    total = prediction.flatten(1).sum(dim=1, dtype=torch.float32)
+    return ((total - total) != 0).sum()
 
 
 def eps_to_x0(x_t: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:

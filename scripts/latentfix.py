@@ -129,6 +129,8 @@ def _correct_in_callback(params: Any, point: str, *, in_place: bool) -> None:
             log(f"skipped for this generation: {problem or 'prediction rows do not match the model input'}")
             return
         corrected = runtime.correct(job.schedule, x, job.call)
+        bad = runtime.count_nonfinite(x)
+        job.nonfinite = bad if job.nonfinite is None else job.nonfinite + bad
         if job.observer is not None:
             job.observer(point, x, corrected, job.call)
         if in_place:
@@ -421,6 +423,10 @@ class LatentFixScript(scripts.Script):
             return
         job.call = None
         self._settle_infotext(p)
+        bad = int(job.nonfinite) if job.nonfinite is not None else 0  # the one read of it, after sampling
+        if bad:
+            log(f"{bad} image prediction(s) held NaN/inf values; those were left uncorrected (the model or another "
+                "extension produced them)")
         if job.before_guidance and not job.ran_points and job.failure is None:
             log("nothing was corrected: this WebUI did not call the 'before guidance' hook")
         if not job.traces:

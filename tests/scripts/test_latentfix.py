@@ -338,7 +338,7 @@ def test_an_error_turns_the_extension_off_for_the_generation_and_the_image_is_ma
     assert a1111.errors == []  # nothing escaped into the host
 
 
-def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch):
+def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch, capsys):
     """A NaN in one image's prediction stays in that image; the others are corrected as usual."""
     import modules.script_callbacks as sc
 
@@ -350,6 +350,8 @@ def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch):
     sc.callback_map["callbacks_cfg_after_cfg"].insert(0, sc.ScriptCallback("poison.py", poison, "poison"))
     latents, _ = a1111.txt2img(args(), batch_size=2, steps=6, seed=70)
     assert torch.isfinite(latents[1]).all()
+    out = capsys.readouterr().out
+    assert out.count("held NaN/inf values") == 1 and "[LatentFix] 6 image prediction(s)" in out
 
 
 # ---- API and infotext -----------------------------------------------------------------------------------------------
