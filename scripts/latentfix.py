@@ -358,6 +358,11 @@ def _save_extra_image(p: Any, image: Any, caption: str) -> None:
                             suffix="-diagnostics")
 
 
+# One reader per field, shared by both tabs: A1111's "Send to img2img/inpaint" copies the controls whose paste key
+# is in paste_field_names, matched by equality in each tab's fields (infotext_utils.py:169-173).
+PASTE_READERS = {f.name: _paste_reader(f.name) for f in lf_settings.FIELDS}
+
+
 class LatentFixScript(scripts.Script):
     def title(self) -> str:
         return TITLE
@@ -367,8 +372,8 @@ class LatentFixScript(scripts.Script):
 
     def ui(self, is_img2img: bool):
         made = build_ui(self.elem_id, settings_defaults(), FORGE_LIKE)
-        self.infotext_fields = [(made[f.name], _paste_reader(f.name)) for f in lf_settings.FIELDS]
-        self.paste_field_names = []
+        self.infotext_fields = [(made[f.name], PASTE_READERS[f.name]) for f in lf_settings.FIELDS]
+        self.paste_field_names = list(PASTE_READERS.values())
         return [made[f.name] for f in lf_settings.FIELDS]
 
     def process(self, p: Any, *args: Any) -> None:

@@ -636,3 +636,16 @@ def test_xyz_confirm_checks_values_with_the_rest_of_the_settings(with_xyz):
     base = host.txt2img(args(), steps=4, seed=1)  # maximize window: start 100
     with pytest.raises(ValueError, match="t_min"):
         xyz.run_cells(base.p, "[LatentFix] Maximize window end (timestep)", [50, 150])
+
+
+def test_send_to_img2img_carries_every_control(a1111):
+    """Replays A1111's "Send to img2img" wiring (infotext_utils.py:169-173): source and target fields are picked by
+    `name in paste_field_names` in each tab's paste fields, and must line up one to one."""
+    source = a1111.extension.script("txt2img")
+    target = a1111.extension.script("img2img")
+    names = source.paste_field_names
+    inputs = [component for component, name in source.infotext_fields if name in names]
+    outputs = [component for component, name in target.infotext_fields if name in names]
+    assert len(inputs) == len(outputs) == len(source.controls)
+    for a, b in zip(inputs, outputs):
+        assert a.elem_id.replace("txt2img", "img2img") == b.elem_id
