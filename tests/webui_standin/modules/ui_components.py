@@ -20,31 +20,47 @@ class _Component(SimpleNamespace):
         return False
 
 
+@contextlib.contextmanager
+def _no_pyi_files():
+    """gradio 4 writes a .pyi next to the source of every Component subclass (gradio/component_meta.py); Forge
+    turns that off for its own classes (F modules/gradio_extensions.py). Do the same, so tests never write here."""
+    meta = getattr(gr, "component_meta", None) if gr is not None else None
+    original = getattr(meta, "create_or_modify_pyi", None)
+    if original is not None:
+        meta.create_or_modify_pyi = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        if original is not None:
+            meta.create_or_modify_pyi = original
+
+
 if gr is not None:
-    class InputAccordion(gr.Checkbox):
-        global_index = 0
+    with _no_pyi_files():  # gradio 4 would write ui_components.pyi into the repository
+        class InputAccordion(gr.Checkbox):
+            global_index = 0
 
-        def __init__(self, value, **kwargs):
-            self.accordion_id = kwargs.get("elem_id")
-            if self.accordion_id is None:
-                self.accordion_id = f"input-accordion-{InputAccordion.global_index}"
-                InputAccordion.global_index += 1
-            super().__init__(value, **{**kwargs, "elem_id": f"{self.accordion_id}-checkbox", "visible": False})
-            self.accordion = gr.Accordion(**{**kwargs, "elem_id": self.accordion_id, "label": kwargs.get("label", "Accordion"),
-                                             "elem_classes": ["input-accordion"], "open": value})
+            def __init__(self, value, **kwargs):
+                self.accordion_id = kwargs.get("elem_id")
+                if self.accordion_id is None:
+                    self.accordion_id = f"input-accordion-{InputAccordion.global_index}"
+                    InputAccordion.global_index += 1
+                super().__init__(value, **{**kwargs, "elem_id": f"{self.accordion_id}-checkbox", "visible": False})
+                self.accordion = gr.Accordion(**{**kwargs, "elem_id": self.accordion_id, "label": kwargs.get("label", "Accordion"),
+                                                 "elem_classes": ["input-accordion"], "open": value})
 
-        def extra(self):
-            return gr.Column(elem_id=self.accordion_id + "-extra", elem_classes="input-accordion-extra", min_width=0)
+            def extra(self):
+                return gr.Column(elem_id=self.accordion_id + "-extra", elem_classes="input-accordion-extra", min_width=0)
 
-        def __enter__(self):
-            self.accordion.__enter__()
-            return self
+            def __enter__(self):
+                self.accordion.__enter__()
+                return self
 
-        def __exit__(self, exc_type, exc_val, exc_tb):
-            self.accordion.__exit__(exc_type, exc_val, exc_tb)
+            def __exit__(self, exc_type, exc_val, exc_tb):
+                self.accordion.__exit__(exc_type, exc_val, exc_tb)
 
-        def get_block_name(self):
-            return "checkbox"
+            def get_block_name(self):
+                return "checkbox"
 else:
     class InputAccordion(_Component):
         global_index = 0
