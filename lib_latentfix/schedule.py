@@ -103,6 +103,16 @@ class Step:
             raise ValueError(f"t_min must be below t_max, got t_min={self.t_min:g}, t_max={self.t_max:g}")
         check_number("strength", self.strength, 0.0, 1.0)
 
+    def can_change(self) -> bool:
+        """False for a step that never changes anything: strength 0, a center with both shifts 0, or a maximize
+        of no channel."""
+        op = self.filter
+        if isinstance(op, Center) and op.channel_shift == 0 and op.full_shift == 0:
+            return False
+        if isinstance(op, Maximize) and not op.channels:
+            return False
+        return self.strength > 0
+
     def bounds(self) -> tuple[float, float]:
         """The open interval of timesteps where the step is active (the scale's ends are unbounded)."""
         return (-math.inf if self.t_min <= 0 else self.t_min), (math.inf if self.t_max >= T_MAX else self.t_max)
@@ -126,8 +136,8 @@ class Schedule:
     steps: tuple[Step, ...] = field(default_factory=tuple)
 
     def effective(self) -> "Schedule":
-        """The same schedule without steps that can never change anything (strength 0)."""
-        return replace(self, steps=tuple(s for s in self.steps if s.strength > 0))
+        """The same schedule without steps that can never change anything (see :meth:`Step.can_change`)."""
+        return replace(self, steps=tuple(s for s in self.steps if s.can_change()))
 
 
 # The source post's callback: adaptive soft clamp above t = 950, center(0.8, 0.8) above 700, then
@@ -211,7 +221,7 @@ def apply(
     masks; with one plain number, they are decided in Python and inactive steps cost nothing.
     """
     check_latent(x)
-    steps = [step for step in schedule.steps if step.strength > 0]
+    steps = [step for step in schedule.steps if step.can_change()]
     for step in steps:
         channels = getattr(step.filter, "channels", ())
         if channels and channels[-1] >= x.shape[1]:  # validated and sorted when the step was made

@@ -78,10 +78,8 @@ class Settings:
         if self.center_enabled:
             early = Center(self.center_early_channel_shift, self.center_early_full_shift, self.center_channels)
             late = Center(self.center_late_channel_shift, self.center_late_full_shift, self.center_channels)
-            for op, lo, hi in ((early, self.center_early_t_min, self.center_early_t_max),
-                               (late, self.center_late_t_min, self.center_late_t_max)):
-                if op.channel_shift > 0 or op.full_shift > 0:
-                    steps.append(Step(op, lo, hi, self.center_strength))
+            steps.append(Step(early, self.center_early_t_min, self.center_early_t_max, self.center_strength))
+            steps.append(Step(late, self.center_late_t_min, self.center_late_t_max, self.center_strength))
         if self.maximize_enabled:
             op = Maximize(self.maximize_boundary, self.maximize_channels)
             steps.append(Step(op, self.maximize_t_min, self.maximize_t_max, self.maximize_strength))

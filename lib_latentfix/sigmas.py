@@ -67,8 +67,3 @@ def t_to_sigma(t: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
     log_sigma = (1.0 - w) * log_sigmas[low] + w * log_sigmas[low + 1]
     return log_sigma.exp().to(torch.float32)
 
-
-def alpha_cumprod_at(t: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
-    """ᾱ at each (fractional) timestep, through its sigma: ᾱ = 1 / (1 + σ²). Float32, ``t``'s device."""
-    sigma = t_to_sigma(t, alphas_cumprod).to(torch.float64 if t.dtype == torch.float64 else torch.float32)
-    return (1.0 / (1.0 + sigma * sigma)).to(torch.float32)

@@ -166,3 +166,8 @@ def test_a_diffusers_style_scalar_timestep_tensor_is_used_for_every_image():
         with NoHostSync():
             out = apply(BLOG, x, torch.tensor(t))
         assert torch.equal(out, apply(BLOG, x, float(t)))
+
+
+def test_steps_that_cannot_change_anything_are_dropped():
+    schedule = Schedule("noop", (Step(Center(0.0, 0.0)), Step(Maximize(channels=())), Step(Center(0.0, 1.0))))
+    assert [s.filter for s in schedule.effective().steps] == [Center(0.0, 1.0)]

@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib_latentfix.sigmas import (
-    alpha_cumprod_at,
     scaled_linear_alphas_cumprod,
     sigma_to_t,
     sigmas_from_alphas_cumprod,
@@ -65,12 +64,6 @@ def test_model_schedule_is_used_when_given():
     other = scaled_linear_alphas_cumprod(beta_start=0.0001, beta_end=0.02)
     sigma = torch.tensor([1.0])
     assert abs(sigma_to_t(sigma).item() - sigma_to_t(sigma, other).item()) > 5
-
-
-def test_alpha_cumprod_matches_table_at_integers():
-    ac = scaled_linear_alphas_cumprod()
-    t = torch.tensor([0.0, 251.0, 501.0, 751.0, 999.0])
-    torch.testing.assert_close(alpha_cumprod_at(t), ac[t.long()].float(), rtol=1e-5, atol=1e-7)
 
 
 def test_batched_and_sync_free():
