@@ -171,3 +171,33 @@ def test_a_diffusers_style_scalar_timestep_tensor_is_used_for_every_image():
 def test_steps_that_cannot_change_anything_are_dropped():
     schedule = Schedule("noop", (Step(Center(0.0, 0.0)), Step(Maximize(channels=())), Step(Center(0.0, 1.0))))
     assert [s.filter for s in schedule.effective().steps] == [Center(0.0, 1.0)]
+
+
+# ---- windows decided on the host -------------------------------------------------------------------------------
+
+
+def test_steps_between_decides_on_the_host_or_says_it_cannot():
+    from lib_latentfix.schedule import steps_between
+
+    clamp, early, late, stretch = BLOG.steps
+    assert steps_between(BLOG, 999.0, 999.0) == (clamp, early)
+    assert steps_between(BLOG, 500.0, 500.0) == ()  # nothing to do: no tensor work at all
+    assert steps_between(BLOG, 50.0, 50.0) == (late, stretch)
+    assert steps_between(BLOG, 0.0, 0.0) == ()  # the final t = 0 is outside the strict 1 < t < 100
+    assert steps_between(BLOG, 950.2, 950.2) is None  # within rounding of an edge: the device decides
+    assert steps_between(BLOG, 600.0, 800.0) is None  # a second-order call between two schedule entries
+    assert steps_between(BLOG, 300.0, 600.0) == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=st.floats(0, 999), width=st.floats(0, 30))
+def test_steps_between_agrees_with_the_device_masks(t, width):
+    """Whatever the host decides holds for every timestep the device could see in that range."""
+    from lib_latentfix.schedule import EDGE_MARGIN, steps_between
+
+    decided = steps_between(BLOG, t, t + width)
+    if decided is None:
+        return
+    for probe in (t - EDGE_MARGIN + 1e-3, t, t + width / 2, t + width, t + width + EDGE_MARGIN - 1e-3):
+        active = tuple(s for s in BLOG.steps if s.is_active_at(probe))
+        assert active == decided
