@@ -615,7 +615,7 @@ def test_infotext_before_sampling_names_the_settings_that_will_run(a1111):
     assert written["LatentFix"] and "boundary=3;" in written["LatentFix maximize"]
 
 
-def test_a_failure_after_some_corrections_says_partly_applied(a1111, monkeypatch):
+def test_a_failure_after_some_corrections_says_partly_applied(a1111, monkeypatch, device_windows):
     original, calls = runtime.correct, {"n": 0}
 
     def fails_on_the_third(schedule, prediction, call):
