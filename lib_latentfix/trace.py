@@ -66,19 +66,32 @@ class TraceData:
             raise ValueError(f"image {image} is not in the trace (it has {self.images} images)")
 
 
+_HUGE, _SHRINK = 2.0**40, 2.0**-88  # rows beyond 2^40 are measured scaled by 2^-88 (exact: a power of two)
+
+
 def _stats(x: Tensor, weight: Optional[Tensor]) -> Tensor:
-    """Mean, std, min, max over the last dim of ``x`` ``[B, C, P]`` (``weight`` ``[B or 1, 1, P]``): ``[B, 4, C]``."""
+    """Mean, std, min, max over the last dim of ``x`` ``[B, C, P]`` (``weight`` ``[B or 1, 1, P]``): ``[B, 4, C]``.
+
+    No sum can overflow: a row whose largest magnitude exceeds 2^40 is measured scaled by 2^-88 (its squares
+    stay far below float32's largest), so a huge but finite latent gets finite statistics; other rows are
+    multiplied by 1 (bit for bit unchanged).
+    """
+    if weight is None:
+        low, high = torch.aminmax(x, dim=-1)
+    else:
+        inside = weight > 0
+        low = torch.where(inside, x, math.inf).amin(dim=-1)
+        high = torch.where(inside, x, -math.inf).amax(dim=-1)
+    scale = torch.where(torch.maximum(low.abs(), high.abs()) > _HUGE, _SHRINK, 1.0)
+    x = x * scale[..., None]
     if weight is None:
         std, mean = torch.std_mean(x, dim=-1, correction=0)
-        low, high = torch.aminmax(x, dim=-1)
-        return torch.stack((mean, std, low, high), dim=-2)
-    inside = weight > 0
+        return torch.stack((mean / scale, std / scale, low, high), dim=-2)
     total = weight.sum(dim=-1)
-    mean = torch.where(inside, x * weight, 0.0).sum(dim=-1) / total
-    var = torch.where(inside, (x - mean[..., None]).square() * weight, 0.0).sum(dim=-1) / total
-    low = torch.where(inside, x, math.inf).amin(dim=-1)
-    high = torch.where(inside, x, -math.inf).amax(dim=-1)
-    stats = torch.stack((mean, var.sqrt(), low, high), dim=-2)
+    share = weight / total[..., None]  # weights summing to 1: no weighted sum can exceed the largest term
+    mean = torch.where(inside, x * share, 0.0).sum(dim=-1)
+    var = torch.where(inside, (x - mean[..., None]).square() * share, 0.0).sum(dim=-1)
+    stats = torch.stack((mean / scale, var.sqrt() / scale, low, high), dim=-2)
     return torch.where(total[..., None, :] > 0, stats, math.nan)
 
 

@@ -206,6 +206,28 @@ def test_empty_trace_and_bad_input():
         trace.record(1.0, _latent(2, 4, 4, 0), _latent(2, 4, 8, 0))
 
 
+@pytest.mark.parametrize("value", [3e34, 1e37, 3e38])
+@pytest.mark.parametrize("masked", [False, True])
+def test_huge_finite_latents_get_finite_statistics(value, masked):
+    """Values near float32's largest: every statistic is finite (a plain sum of them would overflow)."""
+    x = torch.full((2, 4, 64, 64), value)
+    x[:, :, 0, :] = -value / 3
+    mask = torch.ones(1, 64, 64) if masked else None
+    trace = Trace()
+    trace.record(500.0, x, x * 0.5, mask=mask)
+    data = trace.finish()
+    assert np.isfinite(data.stats).all()
+    _assert_stats_relative(data, x, x * 0.5)
+
+
+def _assert_stats_relative(data, before, after) -> None:
+    for side, x in ((BEFORE, before), (AFTER, after)):
+        v = x.double().flatten(2)  # float64: no overflow in the reference
+        std, mean = torch.std_mean(v, dim=-1, correction=0)
+        expected = torch.stack((mean, std, v.amin(-1), v.amax(-1)), dim=-2).numpy()
+        np.testing.assert_allclose(data.stats[0, :, side].astype(np.float64), expected, rtol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------------------
 # JSON lines
 
