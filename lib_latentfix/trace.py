@@ -125,6 +125,8 @@ class Trace:
         """
         if before.dim() != 4 or before.shape != after.shape:
             raise ValueError(f"before/after must be equal [B, C, H, W], got {tuple(before.shape)}, {tuple(after.shape)}")
+        if 0 in before.shape[1:]:
+            raise ValueError(f"before/after must not have an empty channel or spatial dimension, got {tuple(before.shape)}")
         rows, channels = before.shape[:2]
         if self._rows and self._rows[0].shape != (rows, 1 + 8 * channels):
             raise ValueError(f"batch size or channels changed within a trace: got [{rows}, {channels}, ...]")

@@ -204,6 +204,9 @@ def test_empty_trace_and_bad_input():
         trace.record(1.0, _latent(2, 4, 4, 0, c=3), _latent(2, 4, 4, 0, c=3))
     with pytest.raises(ValueError, match="before/after"):
         trace.record(1.0, _latent(2, 4, 4, 0), _latent(2, 4, 8, 0))
+    for shape in ((2, 4, 0, 4), (2, 0, 4, 4)):
+        with pytest.raises(ValueError, match="before/after must not have an empty"):
+            Trace().record(1.0, torch.zeros(shape), torch.zeros(shape))
 
 
 @pytest.mark.parametrize("value", [3e34, 1e37, 3e38])
