@@ -32,55 +32,10 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .filters import center, maximize, soft_clamp
+from .post import center_tensor, maximize_tensor, soft_clamp_tensor  # the baseline: the post's code
 from .schedule import BLOG, Schedule, apply
 
 Tensor = torch.Tensor
-
-
-# --------------------------------------------------------------------------------------------------------
-# The source post's code (sdxl-latent-space-explained), verbatim, used as the baseline. Kept here so the
-# package stands alone; tests/lib_latentfix/test_bench.py checks that it matches tests/support/post_reference.py.
-# Quirks kept on purpose: center_tensor and maximize_tensor change batch element 0 only and write into their
-# input; soft_clamp_tensor's guard looks at the whole tensor (and syncs to the host).
-
-
-# Shrinking towards the mean (will also remove outliers)
-def soft_clamp_tensor(input_tensor, threshold=3.5, boundary=4):
-    if max(abs(input_tensor.max()), abs(input_tensor.min())) < 4:
-        return input_tensor
-    channel_dim = 1
-
-    max_vals = input_tensor.max(channel_dim, keepdim=True)[0]
-    max_replace = ((input_tensor - threshold) / (max_vals - threshold)) * (boundary - threshold) + threshold
-    over_mask = (input_tensor > threshold)
-
-    min_vals = input_tensor.min(channel_dim, keepdim=True)[0]
-    min_replace = ((input_tensor + threshold) / (min_vals + threshold)) * (-boundary + threshold) - threshold
-    under_mask = (input_tensor < -threshold)
-
-    return torch.where(over_mask, max_replace, torch.where(under_mask, min_replace, input_tensor))
-
-
-# Center tensor (balance colors)
-def center_tensor(input_tensor, channel_shift=1, full_shift=1, channels=[0, 1, 2, 3]):
-    for channel in channels:
-        input_tensor[0, channel] -= input_tensor[0, channel].mean() * channel_shift
-    return input_tensor - input_tensor.mean() * full_shift
-
-
-# Maximize/normalize tensor
-def maximize_tensor(input_tensor, boundary=4, channels=[0, 1, 2]):
-    min_val = input_tensor.min()
-    max_val = input_tensor.max()
-
-    normalization_factor = boundary / max(abs(min_val), abs(max_val))
-    input_tensor[0, channels] *= normalization_factor
-
-    return input_tensor
-
-
-# End of the post's code.
-# --------------------------------------------------------------------------------------------------------
 
 
 def post_late_window_looped(x: Tensor) -> Tensor:

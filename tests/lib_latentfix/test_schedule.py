@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib_latentfix import BLOG, Center, Maximize, Schedule, SoftClamp, Step, apply
-from support import post_reference as post
+from lib_latentfix import post
 from support.sync_guard import NoHostSync
 
 EDGE_TIMESTEPS = [999.0, 951.0, 950.5, 950.0, 949.5, 800.0, 700.5, 700.0, 699.5, 400.0,
@@ -94,7 +94,11 @@ def test_apply_never_syncs_and_does_not_loop_over_images():
 
 
 def test_late_window_folds_into_one_statistics_pass():
-    """center + maximize run as one affine map: one statistics pass, one elementwise pass."""
+    """center + maximize run as one affine map: one statistics pass, one elementwise pass.
+
+    The statistics pass is min, max and the mean (of the latent times a per-row 1 or 2^-64, so that the mean of
+    a huge finite image cannot overflow).
+    """
     late = Schedule("late", BLOG.steps[2:])
     x = latent(batch=2, dtype=torch.float32)
     for timesteps in (50.0, torch.tensor([50.0, 60.0])):
@@ -103,7 +107,7 @@ def test_late_window_folds_into_one_statistics_pass():
         on_latent = [n for n, size in guard.sizes if size == x.numel() and not n.startswith("__get__")]
         work = [n for n in on_latent if n in ("mean", "amin", "amax", "aminmax", "sum", "mul", "add", "add_", "sub",
                                               "where", "addcmul", "clone")]
-        assert work == ["mean", "amin", "amax", "mul", "add_"]
+        assert work == ["amin", "amax", "mul", "mean", "mul", "add_"]
 
 
 def test_half_precision_keeps_dtype():
@@ -201,3 +205,18 @@ def test_steps_between_agrees_with_the_device_masks(t, width):
     for probe in (t - EDGE_MARGIN + 1e-3, t, t + width / 2, t + width, t + width + EDGE_MARGIN - 1e-3):
         active = tuple(s for s in BLOG.steps if s.is_active_at(probe))
         assert active == decided
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 0, 8), (2, 4, 8, 0), (1, 0, 8, 8)])
+def test_empty_dimension_is_refused_naming_x(shape):
+    for timesteps in (50.0, torch.full((shape[0],), 50.0)):
+        with pytest.raises(ValueError, match=r"^x must not have an empty "):
+            apply(BLOG, torch.zeros(shape), timesteps)
+
+
+def test_huge_finite_latent_is_corrected():
+    x = latent(batch=2, h=128, w=128, dtype=torch.float32).abs_().add_(1.0) * 2.0**120  # sums overflow float32
+    out = apply(BLOG, x, torch.tensor([999.0, 50.0]))
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out[0], x[0]) and not torch.equal(out[1], x[1])
+    assert out[1, :3].abs().amax() <= 4.0 * (1 + 1e-6)  # maximize reached the boundary
