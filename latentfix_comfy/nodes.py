@@ -119,7 +119,8 @@ class LatentFix:
         presets = [name for name in lf_settings.PRESET_NAMES if name in lf_settings.PRESETS]
         required: dict[str, tuple] = {
             "model": ("MODEL", {"tooltip": "The model to correct (a patched clone is returned; the input is unchanged)."}),
-            "preset": (presets, {"default": preset.default, "tooltip": preset.hint.split(";")[0] + "."}),
+            "preset": (presets, {"default": preset.default, "tooltip": "The set of filter values to use (the "
+                       "WebUI's presets; LatentFix advanced sets each value)."}),
         }
         required.update({f.name: input_spec(f) for f in _main_numbers()})
         return {"required": required}
