@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .filters import repaint_weight
 from .preview import CHANNEL_NAMES, channel_view_pair
-from .runtime import ModelCall, eps_to_x0
+from .runtime import ModelCall
+from .sigmas import eps_to_x0
 from .schedule import Schedule
 
 Tensor = torch.Tensor
@@ -143,7 +144,9 @@ class Trace:
         if call.alpha_bar is not None:
             x_t, alpha_bar = call.x_in[-rows:], call.alpha_bar[-rows:]
             before, after = eps_to_x0(x_t, before, alpha_bar), eps_to_x0(x_t, after, alpha_bar)
-        self.record(call.timesteps[-rows:], before, after, mask=call.mask, label=label)
+        # host-decided calls carry the host's timestep range instead of a device tensor
+        t = call.timesteps[-rows:] if call.timesteps is not None else sum(call.host_t) / 2
+        self.record(t, before, after, mask=call.mask, label=label)
 
     def finish(self) -> TraceData:
         """Everything on the CPU in one transfer (plus the last latent pair)."""

@@ -1,41 +1,26 @@
-"""Per-generation decisions, host-free: whether to run, on which rows, at which timesteps, in which space.
+"""One generation's correction, host-free: the :class:`Job` that decides, per model call, what to run and on
+which rows, corrects the prediction, and says afterwards what ran.
 
-The WebUI glue (``scripts/latentfix.py``) only gathers host objects and calls these. A :class:`Job` is the
-per-generation state; the glue keeps it on the processing object ``p``, never in module globals.
+A host adapter (``scripts/`` for the WebUI) creates a Job per generation, keeps it on its processing object,
+and calls, in order: :meth:`Job.begin_pass` (once per sampler run, with what the host knows of its timesteps),
+:meth:`Job.begin_call` (each model call, before the model), :meth:`Job.correct` (each prediction of that call),
+:meth:`Job.end_call`, and at the end :meth:`Job.finish` (console lines) and :meth:`Job.infotext`. The Job's
+fields are written only here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .schedule import Schedule, apply
-from .settings import BEFORE_CFG, Settings
+from . import infotext as lf_infotext
+from .schedule import Schedule, Step, apply, steps_between
+from .settings import BEFORE_CFG, FILTER_SECTIONS, Settings
+from .sigmas import eps_after_x0_change, eps_to_x0
 
 Tensor = torch.Tensor
-
-SDXL = "sdxl"
-SD = "sd"
-UNSUPPORTED = "unsupported"
-
-# Attributes other extensions set on the processing object of their own inner passes.
-INNER_PASS_FLAGS: tuple[str, ...] = ("_ad_inner",)  # ADetailer (adetailer/scripts/!adetailer.py)
-
-
-def model_family(model: Any) -> str:
-    """"sdxl" for SDXL (base, refiner, SSD-1B, inpaint), "sd" for SD 1.x/2.x, else "unsupported"."""
-    if model is None:
-        return UNSUPPORTED
-    channels = getattr(model, "latent_channels", 4)
-    if getattr(model, "is_sd3", False) or channels != 4:
-        return UNSUPPORTED
-    if getattr(model, "is_sdxl", False):
-        return SDXL
-    if getattr(model, "is_sd1", False) or getattr(model, "is_sd2", False):
-        return SD
-    return UNSUPPORTED
 
 
 def latent_problem(x: Any) -> Optional[str]:
@@ -51,9 +36,239 @@ def latent_problem(x: Any) -> Optional[str]:
     return None
 
 
-def is_inner_pass(p: Any) -> bool:
-    """True for the processing object of another extension's inner pass (ADetailer and the like)."""
-    return any(getattr(p, flag, False) for flag in INNER_PASS_FLAGS)
+def prediction_rows(rows: int, tensor: Optional[Tensor]) -> Optional[Tensor]:
+    """The rows of a per-row tensor of the model call that belong to a prediction of ``rows`` rows: the last ones
+    (A1111 puts the negative-prompt rows, one per image, last; after guidance there is one row per image)."""
+    return None if tensor is None else tensor[-rows:]
+
+
+def count_nonfinite(prediction: Tensor) -> Tensor:
+    """How many rows hold a NaN or ±inf, as a 0-d device tensor (no host sync; one reduction)."""
+    total = prediction.flatten(1).sum(dim=1, dtype=torch.float32)
+    return ((total - total) != 0).sum()
+
+
+@dataclass(frozen=True)
+class HostTimesteps:
+    """What the host knows, before sampling, of the timesteps of one sampler run (a pass).
+
+    ``timesteps[i]`` is the training timestep of step i's model evaluation; ``calls_per_step`` is 2 for
+    second-order samplers, whose second evaluation lies between ``timesteps[i]`` and ``timesteps[i + 1]``.
+    ``steps`` is the number of sampler steps the run was announced with (the host's check that it is this run).
+    """
+
+    timesteps: tuple[float, ...]
+    calls_per_step: int = 1
+    first_call_at: int = 0  # the schedule entry of model call 0 (A1111's DDIM walks its timesteps backwards: -1)
+
+    def bounds(self, call: int) -> Optional[tuple[float, float]]:
+        """The range of timesteps model call number ``call`` of the run evaluates at, or None if unknown."""
+        i = call // self.calls_per_step
+        if self.first_call_at < 0:
+            i = len(self.timesteps) - 1 - i
+            return (self.timesteps[i],) * 2 if 0 <= i < len(self.timesteps) else None
+        if i >= len(self.timesteps):
+            return None
+        if self.calls_per_step == 1:
+            return self.timesteps[i], self.timesteps[i]
+        following = self.timesteps[i + 1] if i + 1 < len(self.timesteps) else self.timesteps[i]
+        return min(following, self.timesteps[i]), max(following, self.timesteps[i])
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """What the host captured for one model call, for the corrections of its predictions.
+
+    ``steps`` are the schedule steps the host decided are active on every row (then ``timesteps`` is None);
+    otherwise ``timesteps`` holds each row's timestep on the device and the windows are tested there.
+    """
+
+    steps: Optional[tuple[Step, ...]]
+    timesteps: Optional[Tensor]  # one per row of the model input, only when the host could not decide
+    x_in: Tensor  # the model input rows (x_t), needed for ε predictions
+    alpha_bar: Optional[Tensor]  # per row, when predictions are ε (A1111 DDIM/PLMS/UniPC), else None
+    mask: Optional[Tensor]  # inpainting repaint weight, None without a mask
+    host_t: Optional[tuple[float, float]] = None  # the host's range of this call's timesteps, when known
+
+
+def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> Tensor:
+    """Apply ``schedule`` to a prediction whose rows are the last ``len(prediction)`` rows of ``call``.
+
+    x0 predictions are filtered directly; ε predictions are turned into x0, filtered and turned back.
+    Returns a new tensor of ``prediction``'s dtype.
+    """
+    rows = prediction.shape[0]
+    run = schedule if call.steps is None else replace(schedule, steps=call.steps)
+    t = prediction_rows(rows, call.timesteps)
+    if call.alpha_bar is None:
+        return apply(run, prediction, t, mask=call.mask)
+    alpha_bar = prediction_rows(rows, call.alpha_bar)
+    x0 = eps_to_x0(prediction_rows(rows, call.x_in), prediction, alpha_bar)
+    return eps_after_x0_change(prediction, x0, apply(run, x0, t, mask=call.mask), alpha_bar)
+
+
+# what a Job reports it skipped, per pass: the sections whose steps never ran although enabled
+_SECTION_OF = {"SoftClamp": "clamp", "Center": "center", "Maximize": "maximize"}
+
+
+class Job:
+    """One generation's correction state, kept by the host on its processing object. Only its methods write it."""
+
+    def __init__(self, settings: Settings, *, version: str, report: Callable[[str], None] = print,
+                 observer: Optional[Callable[[str, Tensor, Tensor, ModelCall], None]] = None):
+        self.settings = settings
+        self._report = report  # one console line
+        self.schedule = settings.schedule()
+        self.version = version
+        self.observer = observer  # diagnostics: (point, before, after, call) for every corrected prediction
+        self._active = True
+        self._started = False
+        self._corrected: set[str] = set()  # correction points that changed a prediction
+        self._failure: Optional[str] = None
+        self._nonfinite: Optional[Tensor] = None  # on the device, read once at the end
+        self._missed = 0  # model calls whose prediction never reached the correction
+        self._call: Optional[ModelCall] = None
+        self._host: Optional[HostTimesteps] = None
+        self._host_key: Any = None
+        self._unknown_why: Optional[str] = None
+        self._said_unknown = False
+        self._skips: dict[tuple[bool, bool], Optional[str]] = {}
+        self._infotext: Optional[tuple[tuple, dict[str, str]]] = None
+
+    # --- what the host asks -----------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @property
+    def before_guidance(self) -> bool:
+        return self.settings.correction_point == BEFORE_CFG
+
+    @property
+    def call(self) -> Optional[ModelCall]:
+        return self._call
+
+    def skip_reason(self, *, is_hr_pass: bool, inner_pass: bool) -> Optional[str]:
+        """Why this pass is not corrected, or None when it is (decided once per kind of pass)."""
+        key = (is_hr_pass, inner_pass)
+        if key not in self._skips:
+            self._skips[key] = skip_reason(self.settings, is_hr_pass=is_hr_pass, inner_pass=inner_pass)
+        return self._skips[key]
+
+    # --- sampling ------------------------------------------------------------------------------------------
+
+    def begin_pass(self, key: Any, host: Optional[HostTimesteps], why: Optional[str] = None) -> None:
+        """A sampler run starts: ``host`` is what the host knows of its timesteps (None: nothing, because of
+        ``why``), ``key`` names the run (a model call of another run never uses these timesteps)."""
+        self._host, self._host_key, self._unknown_why = host, key, why
+
+    def begin_call(self, key: Any, call_index: int, capture: Callable[[Optional[tuple[Step, ...]], Optional[tuple[float, float]]], ModelCall]) -> bool:
+        """A model call of run ``key`` starts. Decides on the host, where it can, which steps are active; when none
+        is, nothing is captured and the call costs no tensor work. Otherwise ``capture(steps, host_t)`` builds the
+        :class:`ModelCall` (``steps`` None: test the windows on the device). Returns whether a correction will run.
+        """
+        self.skip_call()
+        if not self._active:
+            return False
+        bounds = self._host.bounds(call_index) if self._host is not None and key == self._host_key else None
+        steps = None if bounds is None else steps_between(self.schedule, *bounds)
+        if steps == ():
+            return False
+        if bounds is None and not self._said_unknown:
+            self._said_unknown = True
+            why = self._unknown_why or "the sampler run is not the one announced"
+            self._report(f"timesteps not known before sampling ({why}): the filter windows are tested on the device "
+                         "for this pass, which computes every filter (slower, same result)")
+        self._call = capture(steps, bounds)
+        return True
+
+    def skip_call(self) -> None:
+        """A model call starts that is not corrected (its pass is skipped)."""
+        self._started = True
+        if self._call is not None:  # the previous call's prediction never came back to us
+            self._missed += 1
+            self._infotext = None
+        self._call = None
+
+    def correct(self, point: str, prediction: Tensor) -> Optional[Tensor]:
+        """The corrected prediction of the current call (a new tensor), or None when nothing is to be done.
+
+        A prediction with more rows than the call, or a tensor that is not a latent, turns the job off with one
+        console line; any error does the same and is remembered for the infotext.
+        """
+        call = self._call
+        if call is None or not self._active:
+            return None
+        problem = latent_problem(prediction)
+        if problem is None and prediction.shape[0] > call.x_in.shape[0]:
+            problem = "prediction rows do not match the model input"
+        if problem is not None:
+            self._stop(f"skipped for this generation: {problem}")
+            return None
+        try:
+            corrected = correct(self.schedule, prediction, call)
+            bad = count_nonfinite(prediction)
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+            if self.observer is not None:
+                self.observer(point, prediction, corrected, call)
+        except Exception as error:  # never break the generation
+            self.fail(error)
+            return None
+        self._corrected.add(point)
+        self._infotext = None
+        return corrected
+
+    def end_call(self) -> None:
+        """The model call is over: its tensors are dropped."""
+        self._call = None
+
+    def stop(self, message: str) -> None:
+        """Turn correction off for the rest of the generation (not a failure: nothing ran wrongly)."""
+        self._stop(message)
+
+    def fail(self, error: BaseException) -> None:
+        """Turn correction off for the rest of the generation after an error; the infotext says so."""
+        self._failure = f"turned off after an error: {type(error).__name__}: {error}"
+        self._stop(f"correction turned off for the rest of this generation after an error: "
+                   f"{type(error).__name__}: {error}")
+
+    def _stop(self, message: str) -> None:
+        self._active = False
+        self._call = None
+        self._infotext = None
+        self._report(message)
+
+    # --- the end -------------------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """The generation is over: its console lines (reads the device's non-finite count, once)."""
+        self._call = None
+        lines = []
+        bad = int(self._nonfinite) if self._nonfinite is not None else 0
+        if bad:
+            lines.append(f"{bad} image prediction(s) held NaN/inf values; those were left uncorrected (the model or "
+                         "another extension produced them)")
+        if self._missed:
+            lines.append(f"{self._missed} model call(s) ended before their prediction reached LatentFix; those steps "
+                         "were not corrected (the infotext says so)")
+        if self.before_guidance and not self._corrected and self._failure is None:
+            lines.append("nothing was corrected: this WebUI did not call the 'before guidance' hook")
+        self._infotext = None
+        for line in lines:
+            self._report(line)
+
+    def infotext(self) -> dict[str, str]:
+        """What the infotext says now (computed once per change of state)."""
+        state = (self._started, bool(self._corrected), self._failure, self._missed)
+        if self._infotext is None or self._infotext[0] != state:
+            failure = self._failure
+            if failure is None and self._missed:
+                failure = f"{self._missed} model call(s) could not be matched to their prediction"
+            said = lf_infotext.report(self.settings, self.version, started=self._started,
+                                      corrected=bool(self._corrected), failure=failure)
+            self._infotext = (state, said)
+        return self._infotext[1]
 
 
 def skip_reason(settings: Settings, *, is_hr_pass: bool, inner_pass: bool) -> Optional[str]:
@@ -67,77 +282,10 @@ def skip_reason(settings: Settings, *, is_hr_pass: bool, inner_pass: bool) -> Op
     return None
 
 
-@dataclass
-class ModelCall:
-    """What ``on_cfg_denoiser`` captured for the current model evaluation, for the callbacks after it."""
-
-    timesteps: Tensor  # one per row of the denoiser input
-    x_in: Tensor  # the denoiser input rows (x_t)
-    alpha_bar: Optional[Tensor]  # per row, when predictions are eps (A1111 DDIM/PLMS/UniPC), else None
-    mask: Optional[Tensor]  # inpainting repaint weight, None without a mask
+def sections_of(steps: Sequence[Step]) -> set[str]:
+    """The settings sections (clamp/center/maximize) the steps belong to."""
+    return {_SECTION_OF[type(step.filter).__name__] for step in steps}
 
 
-@dataclass
-class Job:
-    """Per-generation state, kept on the WebUI's processing object."""
-
-    settings: Settings
-    schedule: Schedule
-    family: str
-    active: bool = True
-    started: bool = False  # the sampler has called the model for this job
-    ran_points: set = field(default_factory=set)
-    failure: Optional[str] = None
-    call: Optional[ModelCall] = None
-    nonfinite: Optional[Tensor] = None  # on the device: how many image predictions held NaN/inf (read once, at the end)
-    observer: Optional[Callable[..., None]] = None  # diagnostics hook: (point, before, after, call)
-    traces: dict = field(default_factory=dict)  # diagnostics: batch iteration → lib_latentfix.diagnostics.Trace
-
-    @property
-    def before_guidance(self) -> bool:
-        return self.settings.correction_point == BEFORE_CFG
-
-    def fail(self, error: BaseException) -> str:
-        """Turn correction off for the rest of the generation; return the one-line message to print."""
-        self.active = False
-        self.failure = f"{type(error).__name__}: {error}"
-        return f"correction turned off for the rest of this generation after an error: {self.failure}"
-
-
-def count_nonfinite(prediction: Tensor) -> Tensor:
-    """How many rows hold a NaN or ±inf, as a 0-d device tensor (no host sync; one reduction)."""
-    total = prediction.flatten(1).sum(dim=1, dtype=torch.float32)
-    return ((total - total) != 0).sum()
-
-
-def eps_to_x0(x_t: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
-    """x0 = (x_t − √(1−ᾱ)·ε) / √ᾱ, per row (``alpha_bar`` is ``[rows]``), in float32."""
-    a = alpha_bar.to(torch.float32)[:, None, None, None]
-    return (x_t.to(torch.float32) - (1.0 - a).sqrt() * eps.to(torch.float32)) / a.sqrt()
-
-
-def eps_after_x0_change(eps: Tensor, x0_before: Tensor, x0_after: Tensor, alpha_bar: Tensor) -> Tensor:
-    """The ε that yields ``x0_after`` from the same x_t: ε − √ᾱ/√(1−ᾱ)·(x0_after − x0_before).
-
-    Rows the filter left alone (difference exactly 0) keep their ε bit for bit.
-    """
-    a = alpha_bar.to(torch.float32)[:, None, None, None]
-    delta = x0_after.to(torch.float32) - x0_before.to(torch.float32)
-    changed = eps.to(torch.float32) - (a / (1.0 - a)).sqrt() * delta
-    return torch.where(delta != 0, changed.to(eps.dtype), eps)
-
-
-def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> Tensor:
-    """Apply ``schedule`` to a prediction whose rows are the last ``len(prediction)`` rows of ``call``.
-
-    x0 predictions are filtered directly; ε predictions are turned into x0, filtered and turned back.
-    Returns a new tensor of ``prediction``'s dtype.
-    """
-    rows = prediction.shape[0]
-    t = call.timesteps[-rows:]
-    if call.alpha_bar is None:
-        return apply(schedule, prediction, t, mask=call.mask)
-    alpha_bar = call.alpha_bar[-rows:]
-    x0 = eps_to_x0(call.x_in[-rows:], prediction, alpha_bar)
-    corrected = apply(schedule, x0, t, mask=call.mask)
-    return eps_after_x0_change(prediction, x0, corrected, alpha_bar)
+__all__ = ["FILTER_SECTIONS", "HostTimesteps", "Job", "ModelCall", "correct", "count_nonfinite", "latent_problem",
+           "prediction_rows", "skip_reason"]

@@ -153,6 +153,29 @@ BLOG = Schedule(
 )
 
 
+EDGE_MARGIN = 1.0  # timesteps: a host-known t this close to a window edge is left to the device's own t
+
+
+def steps_between(schedule: Schedule, low: float, high: float, margin: float = EDGE_MARGIN) -> Optional[tuple[Step, ...]]:
+    """The steps active at every timestep in ``[low, high]`` (Python floats the host knows), in order.
+
+    ``None`` when a window edge lies within ``margin`` of that range: the host cannot tell which side the device's
+    own timestep falls on (it may round or interpolate differently), so the windows must be tested on the device.
+    An empty tuple means no step can change anything there: the call needs no tensor work at all.
+    """
+    a, b = low - margin, high + margin
+    active = []
+    for step in schedule.steps:
+        if not step.can_change():
+            continue
+        lower, upper = step.bounds()
+        if a > lower and b < upper:
+            active.append(step)
+        elif not (b <= lower or a >= upper):
+            return None
+    return tuple(active)
+
+
 def as_timesteps(timesteps: Union[Tensor, float, Sequence[float]], x: Tensor) -> Union[Tensor, float]:
     """One float timestep per image on ``x``'s device, or a Python float shared by every image.
 
@@ -207,11 +230,14 @@ class _Runner:
 def apply(
     schedule: Schedule,
     x: Tensor,
-    timesteps: Union[Tensor, float, Sequence[float]],
+    timesteps: Union[Tensor, float, Sequence[float], None],
     *,
     mask: Optional[Tensor] = None,
 ) -> Tensor:
     """Run ``schedule`` on ``x`` (``[B, C, H, W]``), image i at ``timesteps[i]``; returns a new tensor.
+
+    ``timesteps=None`` runs every step of the schedule (the host has already decided they are all active, e.g.
+    with :func:`steps_between`).
 
     ``x`` is not written. Dtype and device are kept; statistics are per image, in float32 (float64 for
     float64 input). ``mask`` (inpainting repaint weight) restricts statistics and changes to its region: the
@@ -226,13 +252,15 @@ def apply(
         channels = getattr(step.filter, "channels", ())
         if channels and channels[-1] >= x.shape[1]:  # validated and sorted when the step was made
             check_channels("channels", channels, x.shape[1])
-    t = as_timesteps(timesteps, x)
+    t = None if timesteps is None else as_timesteps(timesteps, x)
     weight_mask = repaint_weight(mask, x)
     runner = _Runner(x, weight_mask)
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     windows: dict[tuple[float, float], tuple[Tensor, Tensor]] = {}  # one mask per distinct window
     for step in steps:
-        if isinstance(t, float):
+        if t is None:
+            active, weight = None, step.strength
+        elif isinstance(t, float):
             if not step.is_active_at(t):
                 continue
             active, weight = None, step.strength

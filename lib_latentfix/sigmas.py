@@ -67,3 +67,24 @@ def t_to_sigma(t: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
     log_sigma = (1.0 - w) * log_sigmas[low] + w * log_sigmas[low + 1]
     return log_sigma.exp().to(torch.float32)
 
+
+
+# --------------------------------------------------------------------------------------------------------
+# eps ↔ x0 (DDPM space: x_t = √ᾱ·x0 + √(1−ᾱ)·ε), for samplers whose model output is ε
+
+
+def eps_to_x0(x_t: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
+    """x0 = (x_t − √(1−ᾱ)·ε) / √ᾱ, per row (``alpha_bar`` is ``[rows]``), in float32."""
+    a = alpha_bar.to(torch.float32)[:, None, None, None]
+    return (x_t.to(torch.float32) - (1.0 - a).sqrt() * eps.to(torch.float32)) / a.sqrt()
+
+
+def eps_after_x0_change(eps: Tensor, x0_before: Tensor, x0_after: Tensor, alpha_bar: Tensor) -> Tensor:
+    """The ε that yields ``x0_after`` from the same x_t: ε − √ᾱ/√(1−ᾱ)·(x0_after − x0_before).
+
+    Rows the filter left alone (difference exactly 0) keep their ε bit for bit.
+    """
+    a = alpha_bar.to(torch.float32)[:, None, None, None]
+    delta = x0_after.to(torch.float32) - x0_before.to(torch.float32)
+    changed = eps.to(torch.float32) - (a / (1.0 - a)).sqrt() * delta
+    return torch.where(delta != 0, changed.to(eps.dtype), eps)

@@ -52,6 +52,7 @@ if not os.access(CHROMIUM, os.X_OK):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/browser-deps.sh)", allow_module_level=True)
 gr = pytest.importorskip("gradio", reason="gradio is not installed (tests/requirements.txt pins 3.41.2)")
 
+from lib_latentfix import arguments as lf_arguments  # noqa: E402
 from lib_latentfix import settings as lf_settings  # noqa: E402
 from webui_standin import harness  # noqa: E402
 
@@ -90,7 +91,7 @@ def served():
             state.received.append(list(values))
             count = len(state.received)
         try:
-            parsed = lf_settings.from_script_args(values)
+            parsed = lf_arguments.from_script_args(values)
         except lf_settings.SettingsError as error:
             return json.dumps({"count": count, "error": str(error)})
         return json.dumps({"count": count, "enabled": parsed.enabled, "preset": parsed.preset})
@@ -270,7 +271,7 @@ def test_ui_in_browser(served, browser):
     for name in ("clamp_strength", "center_strength", "maximize_strength"):
         assert named[name] == pytest.approx(0.5)
     expected = lf_settings.apply_preset(lf_settings.DEFAULTS, "Gentle")
-    parsed = lf_settings.from_script_args(values)
+    parsed = lf_arguments.from_script_args(values)
     assert parsed.enabled and parsed.preset == lf_settings.CUSTOM
     assert parsed.maximize_boundary == pytest.approx(3.5)
     assert parsed.center_channels == expected.center_channels and parsed.maximize_channels == expected.maximize_channels

@@ -147,7 +147,7 @@ def test_record_does_not_sync_with_the_host():
     trace = Trace()
     x16 = _latent(2, 8, 8, 0, torch.float16)
     mask = torch.ones(4, 8, 8)
-    call = ModelCall(torch.tensor([900.0, 900.0, 800.0, 800.0]), _latent(4, 8, 8, 1), torch.tensor([0.1, 0.1, 0.3, 0.3]),
+    call = ModelCall(None, torch.tensor([900.0, 900.0, 800.0, 800.0]), _latent(4, 8, 8, 1), torch.tensor([0.1, 0.1, 0.3, 0.3]),
                      None)
     with NoHostSync() as guard:
         for k in range(3):
@@ -163,11 +163,11 @@ def test_record_does_not_sync_with_the_host():
 def test_record_call_takes_the_last_rows_and_records_eps_as_x0():
     x_in = _latent(4, 6, 6, 0)
     alpha_bar = torch.tensor([0.2, 0.2, 0.6, 0.6])
-    call = ModelCall(torch.tensor([700.0, 700.0, 300.0, 300.0]), x_in, alpha_bar, None)
+    call = ModelCall(None, torch.tensor([700.0, 700.0, 300.0, 300.0]), x_in, alpha_bar, None)
     eps_before, eps_after = _latent(2, 6, 6, 1), _latent(2, 6, 6, 2)
     trace = Trace()
     trace.record_call(eps_before, eps_after, call, label="first pass")
-    trace.record_call(eps_before, eps_after, ModelCall(call.timesteps, x_in, None, None))  # x0 predictions
+    trace.record_call(eps_before, eps_after, ModelCall(None, call.timesteps, x_in, None, None))  # x0 predictions
     data = trace.finish()
     np.testing.assert_array_equal(data.timesteps, [[300.0, 300.0], [300.0, 300.0]])
     _assert_stats(data, 0, eps_to_x0(x_in[2:], eps_before, alpha_bar[2:]), eps_to_x0(x_in[2:], eps_after, alpha_bar[2:]))

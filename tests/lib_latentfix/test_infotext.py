@@ -39,7 +39,7 @@ def test_round_trip_of_each_preset():
 
 def test_round_trip_of_custom_values():
     chosen = on(preset=CUSTOM, clamp_adaptive=False, clamp_threshold=2.75, center_channels=(1, 2),
-                maximize_channels=(), center_late_t_min=0.0, correction_point="before guidance (A1111 only)",
+                maximize_channels=(), center_late_t_min=0.0, correction_point="before",
                 apply_in_hires=False)
     back, problems = decode(as_infotext_params(encode(chosen, "0.1.0")))
     assert problems == [] and back == chosen
@@ -143,6 +143,6 @@ def test_report_tells_what_happened():
     assert report(chosen, "0.1.0", started=False, corrected=False, failure=None) == encode(chosen, "0.1.0")
     assert report(chosen, "0.1.0", started=True, corrected=True, failure=None) == encode(chosen, "0.1.0")
     assert report(chosen, "0.1.0", started=True, corrected=False, failure=None) == {}
-    failed = report(chosen, "0.1.0", started=True, corrected=True, failure="RuntimeError: boom")
+    failed = report(chosen, "0.1.0", started=True, corrected=True, failure="turned off after an error: RuntimeError: boom")
     assert failed == {ERROR_KEY: "partly applied, turned off after an error: RuntimeError: boom"}
     assert decode(failed) == (None, [])  # pasting it leaves the extension off

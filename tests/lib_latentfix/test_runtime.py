@@ -1,4 +1,4 @@
-"""Per-call decisions: which models, which passes, eps ↔ x0, rows — without any WebUI."""
+"""One generation's job: which passes, which calls, which rows, eps predictions — without any WebUI."""
 
 from dataclasses import replace
 from types import SimpleNamespace
@@ -7,38 +7,11 @@ import pytest
 import torch
 
 from lib_latentfix import BLOG
-from lib_latentfix.runtime import (
-    SD,
-    SDXL,
-    UNSUPPORTED,
-    ModelCall,
-    correct,
-    eps_after_x0_change,
-    eps_to_x0,
-    is_inner_pass,
-    latent_problem,
-    model_family,
-    skip_reason,
-)
+from lib_latentfix.runtime import ModelCall, correct, latent_problem, skip_reason
+from lib_latentfix.sigmas import eps_after_x0_change, eps_to_x0
 from lib_latentfix.schedule import apply
 from lib_latentfix.settings import DEFAULTS
 from lib_latentfix.sigmas import scaled_linear_alphas_cumprod
-
-
-@pytest.mark.parametrize(
-    "flags,family",
-    [
-        ({"is_sdxl": True}, SDXL),
-        ({"is_sdxl": True, "latent_channels": 4}, SDXL),
-        ({"is_sd1": True}, SD),
-        ({"is_sd2": True}, SD),
-        ({"is_sd3": True, "latent_channels": 16}, UNSUPPORTED),
-        ({"latent_channels": 16}, UNSUPPORTED),
-        ({}, UNSUPPORTED),
-    ],
-)
-def test_model_family(flags, family):
-    assert model_family(SimpleNamespace(**flags)) == family
 
 
 @pytest.mark.parametrize(
@@ -66,11 +39,6 @@ def test_skip_reasons():
     assert skip_reason(replace(on, skip_inner_passes=False), is_hr_pass=False, inner_pass=True) is None
 
 
-def test_adetailer_inner_pass_is_detected():
-    assert is_inner_pass(SimpleNamespace(_ad_inner=True))
-    assert not is_inner_pass(SimpleNamespace())
-
-
 def _eps_setup(rows=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     ac = scaled_linear_alphas_cumprod().float()
@@ -91,7 +59,7 @@ def test_eps_to_x0_inverts_the_forward_process():
 def test_eps_correction_equals_x0_correction():
     """A DDIM-style sampler gets the same correction on x0 as a k-diffusion sampler."""
     x_t, eps, x0, t, alpha_bar = _eps_setup()
-    call = ModelCall(timesteps=t, x_in=x_t, alpha_bar=alpha_bar, mask=None)
+    call = ModelCall(None, timesteps=t, x_in=x_t, alpha_bar=alpha_bar, mask=None)
     new_eps = correct(BLOG, eps, call)
     implied_x0 = eps_to_x0(x_t, new_eps, alpha_bar)
     torch.testing.assert_close(implied_x0, apply(BLOG, eps_to_x0(x_t, eps, alpha_bar), t), rtol=1e-3, atol=1e-3)
@@ -99,7 +67,7 @@ def test_eps_correction_equals_x0_correction():
 
 def test_eps_rows_outside_every_window_are_untouched_bit_for_bit():
     x_t, eps, _, _, alpha_bar = _eps_setup()
-    call = ModelCall(timesteps=torch.tensor([500.0, 400.0, 300.0]), x_in=x_t, alpha_bar=alpha_bar, mask=None)
+    call = ModelCall(None, timesteps=torch.tensor([500.0, 400.0, 300.0]), x_in=x_t, alpha_bar=alpha_bar, mask=None)
     assert torch.equal(correct(BLOG, eps, call), eps)
 
 
@@ -107,7 +75,7 @@ def test_prediction_rows_are_the_last_rows_of_the_call():
     """A1111: the denoiser input has cond rows then one uncond row per image; after-CFG has one row per image."""
     x = torch.randn(2, 4, 8, 8) * 6
     timesteps = torch.tensor([999.0, 999.0, 999.0, 960.0, 50.0])  # 3 cond rows, then the 2 images
-    call = ModelCall(timesteps=timesteps, x_in=torch.zeros(5, 4, 8, 8), alpha_bar=None, mask=None)
+    call = ModelCall(None, timesteps=timesteps, x_in=torch.zeros(5, 4, 8, 8), alpha_bar=None, mask=None)
     out = correct(BLOG, x, call)
     torch.testing.assert_close(out, apply(BLOG, x, torch.tensor([960.0, 50.0])))
 

@@ -6,6 +6,7 @@ grid drawing; ``run_cells`` replays one axis of the real cell loop (xyz_grid.py:
 confirm, 707-728 ``process_images(copy(p))`` per cell).
 """
 
+import itertools
 from copy import copy
 
 from modules import processing, scripts
@@ -50,6 +51,27 @@ def run_cells(p, label, values):
         pc = copy(p)  # xyz_grid.py:716: a shallow copy, script_args and extra_generation_params are shared
         opt.apply(pc, value, typed)
         results.append(processing.process_images(pc))
+    return results
+
+
+def run_grid(p, axes):
+    """Run a whole grid: ``axes`` is [(label, values), ...] for X, Y, Z. Every axis is typed and confirmed first, in
+    order (xyz_grid.py:609-613, one axis at a time, each knowing only its own values), then one cell per
+    combination, Z outermost and X innermost (xyz_grid.py:707-728, draw_xyz_grid's loops)."""
+    opts, typed = [], []
+    for label, values in axes:
+        opt = next(o for o in axis_options if o.label == label)
+        vals = [opt.type(v) for v in values]
+        if opt.confirm:
+            opt.confirm(p, vals)
+        opts.append(opt)
+        typed.append(vals)
+    results = []
+    for combination in itertools.product(*reversed(typed)):
+        pc = copy(p)
+        for opt, value, vals in zip(reversed(opts), combination, reversed(typed)):
+            opt.apply(pc, value, vals)
+        results.append((dict(zip(reversed([a[0] for a in axes]), combination)), processing.process_images(pc)))
     return results
 
 

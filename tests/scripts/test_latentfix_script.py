@@ -13,7 +13,8 @@ from webui_standin import harness
 from lib_latentfix import runtime
 from lib_latentfix.infotext import GROUP_KEYS, PRESET_KEY, VERSION_KEY
 from lib_latentfix.schedule import apply
-from lib_latentfix.settings import AFTER_CFG, BEFORE_CFG, DEFAULTS, to_positional
+from lib_latentfix.arguments import to_positional
+from lib_latentfix.settings import AFTER_CFG, BEFORE_CFG, DEFAULTS
 from support.sync_guard import NoHostSync
 
 ON = replace(DEFAULTS, enabled=True)
@@ -39,8 +40,17 @@ def forge():
 
 
 @pytest.fixture
-def corrections(monkeypatch):
-    """Record every call the glue makes into the core: (prediction, ModelCall, result)."""
+def device_windows(monkeypatch):
+    """Make the host say it cannot know the timesteps before sampling: every model call is then corrected with
+    the windows tested on the device (the path every call took before windows were decided on the host)."""
+    import latentfix_webui.host as glue_host
+
+    monkeypatch.setattr(glue_host, "host_timesteps", lambda p: (None, None, "tests: windows on the device"))
+
+
+@pytest.fixture
+def corrections(monkeypatch, device_windows):
+    """Record every call the glue makes into the core: (prediction, ModelCall, result), one per model call."""
     seen = []
     original = runtime.correct
 
@@ -309,7 +319,7 @@ def test_odd_shaped_latent_is_skipped_without_raising(a1111, capsys):
 
     denoiser_cb = next(e.callback for e in sc.callback_map["callbacks_cfg_denoiser"] if "latentfix" in e.name)
     p = type("P", (), {})()
-    p.latentfix_job = Job(ON, ON.schedule(), "sdxl")
+    p.latentfix_job = Job(ON, version="test")
     denoiser = type("D", (), {"p": p})()
     params = sc.CFGDenoiserParams(torch.zeros(2, 16, 8, 8), None, torch.ones(2), 0, 2, None, None, denoiser)
     denoiser_cb(params)
@@ -338,7 +348,7 @@ def test_an_error_turns_the_extension_off_for_the_generation_and_the_image_is_ma
     assert a1111.errors == []  # nothing escaped into the host
 
 
-def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch, capsys):
+def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch, capsys, device_windows):
     """A NaN in one image's prediction stays in that image; the others are corrected as usual."""
     import modules.script_callbacks as sc
 
@@ -516,17 +526,14 @@ def test_disable_flag_turns_the_extension_off_for_the_launch(a1111, monkeypatch,
     assert corrections == []
 
 
-def test_every_filter_control_is_laid_out_exactly_once(a1111):
-    from lib_latentfix.settings import FIELDS
-    from modules import scripts
+def test_every_control_is_laid_out_exactly_once_from_the_table(a1111):
+    """The UI is built from the settings table: each field is one control, and the table's sections place it."""
+    from lib_latentfix.settings import FIELDS, section_fields
 
-    glue = next(d.module for d in scripts.scripts_data if d.path.endswith("latentfix.py"))
-    placed = []
-    for rows in glue.LAYOUT.values():
-        for row in rows:
-            for item in row:
-                placed += item if isinstance(item, list) else [item]
-    assert sorted(placed) == sorted(f.name for f in FIELDS if f.group in ("clamp", "center", "maximize"))
+    placed = [f.name for section in ("main", "clamp", "center", "maximize", "advanced") for f in section_fields(section)]
+    assert sorted(placed) == sorted(f.name for f in FIELDS)
+    script = a1111.extension.script("txt2img")
+    assert [c.elem_id for c in script.controls[1:]] == [script.elem_id(f.name) for f in FIELDS[1:]]
 
 
 # ---- diagnostics -------------------------------------------------------------------------------------------------------
@@ -631,11 +638,23 @@ def test_api_info_holds_the_values_not_nulls(a1111):
     assert ours["LatentFix preset"] == "Post defaults"
 
 
-def test_xyz_confirm_checks_values_with_the_rest_of_the_settings(with_xyz):
+def test_xyz_grid_is_checked_as_a_whole_not_axis_by_axis(with_xyz, capsys):
+    """Axes are confirmed one at a time (xyz_grid.py:612-613); a valid grid whose values only fit together passes,
+    and an invalid one names exactly the cells that will be refused before the first image."""
     host, xyz = with_xyz
-    base = host.txt2img(args(), steps=4, seed=1)  # maximize window: start 100
-    with pytest.raises(ValueError, match="t_min"):
-        xyz.run_cells(base.p, "[LatentFix] Maximize window end (timestep)", [50, 150])
+    base = host.txt2img(args(), steps=4, seed=1)  # maximize window: start 100, end 1
+    start, end = "[LatentFix] Maximize window start (timestep)", "[LatentFix] Maximize window end (timestep)"
+    cells = xyz.run_grid(base.p, [(start, [300, 400]), (end, [150, 200])])
+    assert all("LatentFix maximize: " in r.infotexts[0] for _, r in cells)
+    assert "refused" not in capsys.readouterr().out
+    cells = xyz.run_grid(base.p, [(start, [50, 300]), (end, [80])])
+    out = capsys.readouterr().out
+    assert out.count("1 cell(s) will be generated without correction") == 1
+    assert "Maximize window start (timestep)=50.0, Maximize window end (timestep)=80.0" in out
+    refused = [r for cell, r in cells if cell[start] == 50][0]
+    assert "LatentFix error" in refused.infotexts[0] and "maximize_t_min" in refused.infotexts[0]
+    fine = [r for cell, r in cells if cell[start] == 300][0]
+    assert "LatentFix maximize: " in fine.infotexts[0]
 
 
 def test_send_to_img2img_carries_every_control(a1111):

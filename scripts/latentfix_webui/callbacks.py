@@ -1,0 +1,81 @@
+"""The CFG-denoiser callbacks: read the host's fields, ask the job, write the result back.
+
+Order per model call (A sd_samplers_cfg_denoiser.py:156-311; F 156-228): ``on_cfg_denoiser`` (input rows, sigma,
+``p``) → model → ``on_cfg_denoised`` (A1111 only: every cond/uncond prediction row) → CFG → ``on_cfg_after_cfg``
+(one guided prediction per image). The job decides on the host whether the call needs any work; a call that
+does not costs no tensor operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from lib_latentfix.runtime import Job, ModelCall, latent_problem
+from lib_latentfix.settings import AFTER_CFG, BEFORE_CFG
+
+from . import handoff, host
+
+JOB_ATTR = "latentfix_job"
+
+
+def job_of(p: Any) -> Optional[Job]:
+    job = getattr(p, JOB_ATTR, None)
+    return job if isinstance(job, Job) and job.active else None
+
+
+def on_cfg_denoiser(params: Any) -> None:
+    """Decide whether this model call is corrected and capture what its corrections need (the latent is not
+    changed here)."""
+    denoiser = getattr(params, "denoiser", None)
+    p = getattr(denoiser, "p", None)
+    job = job_of(p)
+    handoff.push(job if job is not None and _begin(job, params, denoiser, p) else None)
+
+
+def _begin(job: Job, params: Any, denoiser: Any, p: Any) -> bool:
+    try:
+        if job.skip_reason(is_hr_pass=host.is_hr_pass(p), inner_pass=host.is_inner_pass(p)) is not None:
+            job.skip_call()
+            return False
+        key = host.run_key(getattr(denoiser, "sampler", None), getattr(denoiser, "steps", None) or 0)
+
+        def capture(steps, host_t) -> Optional[ModelCall]:
+            x = params.x
+            problem = latent_problem(x)
+            if problem is not None:
+                job.stop(f"skipped for this generation: {problem}")
+                return None
+            eps = host.eps_mode(denoiser)
+            sigma = params.sigma
+            alpha_bar = denoiser.alphas[sigma.to(dtype=torch.int64)] if eps else None
+            timesteps = host.device_timesteps(denoiser, sigma, eps) if steps is None else None
+            return ModelCall(steps, timesteps, x, alpha_bar, host.repaint_mask(denoiser), host_t)
+
+        return job.begin_call(key, int(getattr(denoiser, "step", 0)), capture)
+    except Exception as error:  # never break the generation
+        job.fail(error)
+        return False
+
+
+def on_cfg_denoised(params: Any) -> None:
+    """Before guidance (A1111 only): every cond/uncond prediction row, in place (reassigning is ignored there)."""
+    job = handoff.peek()
+    if job is None or not job.before_guidance:
+        return
+    corrected = job.correct(BEFORE_CFG, params.x)
+    if corrected is not None:
+        params.x.copy_(corrected)
+
+
+def on_cfg_after_cfg(params: Any) -> None:
+    """After guidance (default): each image's CFG-combined prediction (reassignment is honoured everywhere)."""
+    job = handoff.pop()
+    if job is None:
+        return
+    if not job.before_guidance:
+        corrected = job.correct(AFTER_CFG, params.x)
+        if corrected is not None:
+            params.x = corrected
+    job.end_call()

@@ -1,0 +1,155 @@
+"""What this extension knows about its WebUI host (A1111 1.10, Forge, reForge): which host it is, the model
+family, other extensions' inner passes, and each model call's timesteps — on the device, and before sampling on
+the host. Everything here only reads host objects; the maths is in ``lib_latentfix``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Optional
+
+import torch
+
+from modules import sd_samplers_common, shared
+
+from lib_latentfix import sigmas as lf_sigmas
+from lib_latentfix.runtime import HostTimesteps
+
+try:  # A1111 / Forge: the DDIM/PLMS/UniPC denoiser
+    from modules.sd_samplers_timesteps import CFGDenoiserTimesteps
+except Exception:  # pragma: no cover - hosts without it
+    CFGDenoiserTimesteps = ()
+
+LOG_PREFIX = "[LatentFix]"
+
+SDXL, SD, UNSUPPORTED = "sdxl", "sd", "unsupported"
+
+# Attributes other extensions set on the processing object of their own inner passes.
+INNER_PASS_FLAGS: tuple[str, ...] = ("_ad_inner",)  # ADetailer (adetailer/scripts/!adetailer.py)
+
+# Samplers whose model calls are known before sampling (K k_diffusion/sampling.py): first-order samplers evaluate
+# the model exactly at each schedule sigma; these second-order ones twice per step, the second time between
+# sigma_i and sigma_i+1 (Heun at sigma_i+1, DPM2 at the log-midpoint, DPM++ SDE at t + h/2). Ancestral second-order
+# samplers (DPM2 a, DPM++ 2S a) evaluate below sigma_i+1, Restart and DPM fast/adaptive follow their own
+# schedules: those fall back to testing the windows on the device.
+FIRST_ORDER = {"Euler", "Euler a", "LMS", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE", "LCM"}
+SECOND_ORDER = {"Heun", "DPM2", "DPM++ SDE"}
+
+
+def log(message: str) -> None:
+    print(f"{LOG_PREFIX} {message}")
+
+
+def forge_like() -> bool:
+    """Forge and reForge (a top-level ``modules_forge`` package): every sampler runs in k-diffusion space there,
+    and ``on_cfg_denoised`` is never called (F sd_samplers_cfg_denoiser.py:163-169)."""
+    return importlib.util.find_spec("modules_forge") is not None
+
+
+def model_family(model: Any) -> str:
+    """"sdxl" for SDXL (base, refiner, SSD-1B, inpaint), "sd" for SD 1.x/2.x, else "unsupported"."""
+    if model is None:
+        return UNSUPPORTED
+    if getattr(model, "is_sd3", False) or getattr(model, "latent_channels", 4) != 4:
+        return UNSUPPORTED
+    if getattr(model, "is_sdxl", False):
+        return SDXL
+    if getattr(model, "is_sd1", False) or getattr(model, "is_sd2", False):
+        return SD
+    return UNSUPPORTED
+
+
+def is_inner_pass(p: Any) -> bool:
+    """True for the processing object of another extension's inner pass (ADetailer and the like)."""
+    return any(getattr(p, flag, False) for flag in INNER_PASS_FLAGS)
+
+
+def is_hr_pass(p: Any) -> bool:
+    return bool(getattr(p, "is_hr_pass", False))
+
+
+def repaint_mask(denoiser: Any) -> Optional[torch.Tensor]:
+    """The inpainting repaint weight (A1111 ``nmask``), None without a mask."""
+    if getattr(denoiser, "mask", None) is None:
+        return None
+    return getattr(denoiser, "nmask", None)
+
+
+def eps_mode(denoiser: Any) -> bool:
+    """A1111's DDIM/PLMS/UniPC: the 'sigma' is the timestep and predictions are ε (Forge converts them)."""
+    return bool(CFGDenoiserTimesteps) and isinstance(denoiser, CFGDenoiserTimesteps) and not forge_like()
+
+
+def device_timesteps(denoiser: Any, sigma: torch.Tensor, eps: bool) -> torch.Tensor:
+    """Each row's training timestep from its sigma, through the model's own schedule (on the device)."""
+    if eps:  # A1111 DDIM/PLMS/UniPC: the sigma argument is the timestep
+        return sigma.to(torch.float32)
+    inner = getattr(denoiser, "inner_model", None)
+    sigma_to_t = getattr(inner, "sigma_to_t", None)
+    if callable(sigma_to_t):  # A1111: k-diffusion's log-sigma interpolation; Forge: the predictor
+        return sigma_to_t(sigma).to(torch.float32)
+    predictor = forge_predictor()
+    if predictor is not None:  # Forge's DDIM-family denoisers: the same predictor, reached through the model
+        return predictor.timestep(sigma).to(torch.float32)
+    alphas = getattr(shared.sd_model, "alphas_cumprod", None)
+    return lf_sigmas.sigma_to_t(sigma, alphas if isinstance(alphas, torch.Tensor) else None)
+
+
+def forge_predictor() -> Any:
+    """Forge's noise predictor (F backend/modules/k_prediction.py), if this host has one."""
+    unet = getattr(getattr(shared.sd_model, "forge_objects", None), "unet", None)
+    predictor = getattr(getattr(unet, "model", None), "predictor", None)
+    return predictor if callable(getattr(predictor, "timestep", None)) else None
+
+
+def _alphas_on_host() -> Optional[torch.Tensor]:
+    """The model's ᾱ table on the CPU (one copy per sampler run), None for the SD/SDXL default."""
+    predictor = forge_predictor()
+    alphas = getattr(predictor, "alphas_cumprod", None) if predictor is not None else None
+    if not isinstance(alphas, torch.Tensor):
+        alphas = getattr(shared.sd_model, "alphas_cumprod", None)
+    return alphas.to("cpu", torch.float64) if isinstance(alphas, torch.Tensor) else None
+
+
+def _steps_of_run(p: Any) -> tuple[int, Optional[int]]:
+    """(steps the schedule is built for, t_enc or None) as the sampler will compute them (A processing.py:1454,
+    sd_samplers_common.py:22-31): the hires pass and img2img run the last t_enc + 1 steps of a longer schedule."""
+    if is_hr_pass(p):
+        return sd_samplers_common.setup_img2img_steps(p, getattr(p, "hr_second_pass_steps", 0) or p.steps)
+    if getattr(p, "init_latent", None) is not None:
+        return sd_samplers_common.setup_img2img_steps(p, None)
+    return p.steps, None
+
+
+def run_key(sampler: Any, steps: int) -> tuple[int, int]:
+    """Names one sampler run: the sampler object and the step count it was launched with (CFGDenoiser.steps)."""
+    return id(sampler), int(steps)
+
+
+def host_timesteps(p: Any) -> tuple[Optional[tuple[int, int]], Optional[HostTimesteps], Optional[str]]:
+    """Before a sampler run (``process_before_every_sampling``): the run's key and each model call's timesteps as
+    the host will produce them, from the sampler's own schedule (A sd_samplers_kdiffusion.py:79-132 returns it on
+    the CPU; A sd_samplers_timesteps.py:86-96 for DDIM). (None, None, why) when the host cannot know them."""
+    sampler = getattr(p, "sampler", None)
+    config = getattr(sampler, "config", None)
+    name = getattr(config, "name", None)
+    denoiser = getattr(sampler, "model_wrap_cfg", None)
+    if sampler is None or name is None:
+        return None, None, "no sampler"
+    steps, t_enc = _steps_of_run(p)
+    if callable(getattr(sampler, "get_sigmas", None)) and (name in FIRST_ORDER or name in SECOND_ORDER):
+        sigmas = sampler.get_sigmas(p, steps).to("cpu", torch.float64)
+        if t_enc is not None:
+            sigmas = sigmas[steps - t_enc - 1:]
+        t = lf_sigmas.sigma_to_t(sigmas, _alphas_on_host()).to(torch.float64)
+        t = torch.where(sigmas > 0, t, torch.zeros_like(t))
+        host = HostTimesteps(tuple(t.tolist()), 2 if name in SECOND_ORDER else 1)
+        return run_key(sampler, len(sigmas) - 1), host, None
+    if callable(getattr(sampler, "get_timesteps", None)) and name.startswith("DDIM") and not forge_like() \
+            and isinstance(denoiser, CFGDenoiserTimesteps or ()):
+        timesteps = sampler.get_timesteps(p, steps).to("cpu", torch.float64)
+        if t_enc is not None:
+            timesteps = timesteps[:t_enc]
+        launched = len(timesteps) + 1 if t_enc is not None else steps
+        return run_key(sampler, launched), HostTimesteps(tuple(timesteps.tolist()), 1, first_call_at=-1), None
+    return None, None, f"sampler {name!r}"
