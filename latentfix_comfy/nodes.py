@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .core import preview, settings as lf_settings
+from .core import arguments as lf_arguments, preview, settings as lf_settings
 from .patch import LatentFixPatch, message
 
 CATEGORY = "latent/LatentFix"
@@ -85,7 +85,7 @@ def patched(model: Any, named: dict[str, Any]) -> Any:
     model uncorrected.
     """
     try:
-        settings = lf_settings.from_named({"enabled": True, **named})
+        settings = lf_arguments.from_named({"enabled": True, **named})
     except lf_settings.SettingsError as error:
         message(f"{error}; the model passes through uncorrected")
         return model

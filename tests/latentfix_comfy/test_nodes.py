@@ -15,6 +15,7 @@ from comfyui_standin import model_base, samplers
 from latentfix_comfy import nodes
 from latentfix_comfy.patch import LatentFixPatch
 from lib_latentfix import preview, settings as lf_settings
+from lib_latentfix.arguments import from_named
 from lib_latentfix.schedule import apply
 from comfyui_standin.workflow import NEGATIVE, POSITIVE, Recorder, empty_latent, ksample, make_model, wrap
 from support.sync_guard import NoHostSync
@@ -257,7 +258,7 @@ def test_a_clone_of_the_patched_model_keeps_correcting():
 
 @pytest.mark.parametrize("preset", [p for p in lf_settings.PRESETS])
 def test_each_preset_gives_the_settings_tables_schedule(preset):
-    expected = lf_settings.from_named({"enabled": True, "preset": preset}).schedule()
+    expected = from_named({"enabled": True, "preset": preset}).schedule()
     assert schedule_of(simple(make_model(), preset)).steps == expected.steps
 
 
@@ -270,8 +271,8 @@ def test_simple_node_offers_the_presets_and_the_main_numbers_of_the_table():
 
 def test_advanced_inputs_are_the_settings_table():
     required = nodes.LatentFixAdvanced.INPUT_TYPES()["required"]
-    table = [f for f in lf_settings.FIELDS if f.group in ("clamp", "center", "maximize")
-             or (f.group == "main" and f.kind == "float")]
+    table = [f for f in lf_settings.FIELDS if f.group == "main" and f.kind == "float"] + \
+        [f for f in lf_settings.FIELDS if f.group in ("clamp", "center", "maximize")]
     assert list(required) == ["model", *[f.name for f in table]]
     for f in table:
         kind, options = required[f.name]
@@ -281,7 +282,7 @@ def test_advanced_inputs_are_the_settings_table():
         elif f.kind == "bool":
             assert (kind, options["default"]) == ("BOOLEAN", f.default)
         elif f.kind == "channels":
-            assert kind == "STRING" and lf_settings.channels_from_labels(options["default"]) == f.default
+            assert kind == "STRING" and lf_settings.coerce(f.name, options["default"]) == f.default
         assert options["tooltip"].startswith(f.hint)
     assert "correction_point" not in required and "diagnostics" not in required
 
@@ -293,7 +294,7 @@ def test_advanced_defaults_equal_the_post_defaults_preset():
 def test_advanced_values_reach_the_schedule():
     patched = advanced(make_model(), clamp_enabled=False, maximize_boundary=3.0, center_channels="1,2",
                        center_late_t_max=200.0)
-    expected = lf_settings.from_named({"enabled": True, "clamp_enabled": False, "maximize_boundary": 3.0,
+    expected = from_named({"enabled": True, "clamp_enabled": False, "maximize_boundary": 3.0,
                                        "center_channels": (1, 2), "center_late_t_max": 200.0}).schedule()
     assert schedule_of(patched).steps == expected.steps
 
@@ -311,7 +312,7 @@ def test_settings_that_do_not_fit_together_leave_the_model_alone_with_one_line(c
     with caplog.at_level(logging.WARNING, logger="latentfix"):
         out = advanced(model, maximize_t_min=500.0, maximize_t_max=100.0)
     assert out is model
-    assert len(caplog.records) == 1 and "t_min must be below t_max" in caplog.records[0].getMessage()
+    assert len(caplog.records) == 1 and "maximize_t_min" in caplog.records[0].getMessage()
 
 
 def test_nothing_to_do_returns_the_model_itself():
@@ -323,8 +324,10 @@ def test_nothing_to_do_returns_the_model_itself():
                     "version of lib_latentfix.settings yet")
 def test_overall_strength_scales_the_correction():
     half = schedule_of(simple(make_model(), strength=0.5))
-    assert half.steps == lf_settings.from_named({"enabled": True, "strength": 0.5}).schedule().steps
-    assert simple(make_model(), strength=0.0) is not None
+    assert half.steps == from_named({"enabled": True, "strength": 0.5}).schedule().steps
+    assert [s.strength for s in half.steps] == [0.5 * s.strength for s in schedule_of(simple(make_model())).steps]
+    model = make_model()
+    assert simple(model, strength=0.0) is model  # nothing left to do: no patch, no tensor work
 
 
 # ---------------------------------------------------------------------------------------------------------------
