@@ -1,0 +1,49 @@
+"""comfy/model_patcher.py at fe251146: the parts of ModelPatcher the nodes use."""
+
+import copy
+
+
+def set_model_options_post_cfg_function(model_options, post_cfg_function, disable_cfg1_optimization=False):
+    # model_patcher.py:62-66
+    model_options["sampler_post_cfg_function"] = model_options.get("sampler_post_cfg_function", []) + [post_cfg_function]
+    if disable_cfg1_optimization:
+        model_options["disable_cfg1_optimization"] = True
+    return model_options
+
+
+def create_model_options_clone(orig_model_options):
+    # model_patcher.py:76-77 -> patcher_extension.py:136-143 (copy_nested_dicts)
+    new = orig_model_options.copy()
+    for key, value in orig_model_options.items():
+        if isinstance(value, dict):
+            new[key] = create_model_options_clone(value)
+        elif isinstance(value, list):
+            new[key] = value.copy()
+    return new
+
+
+class ModelPatcher:
+    def __init__(self, model, load_device="cpu"):
+        self.model = model  # a model_base.BaseModel
+        self.load_device = load_device
+        self.model_options = {"transformer_options": {}}  # model_patcher.py:248
+        self.parent = None
+
+    def clone(self):
+        # model_patcher.py:311-321: model shared, model_options deep-copied, parent recorded
+        n = self.__class__(self.model, self.load_device)
+        n.model_options = copy.deepcopy(self.model_options)
+        n.parent = self
+        return n
+
+    def get_model_object(self, name):
+        return getattr(self.model, name)
+
+    def set_model_sampler_post_cfg_function(self, post_cfg_function, disable_cfg1_optimization=False):
+        # model_patcher.py:418-419
+        self.model_options = set_model_options_post_cfg_function(self.model_options, post_cfg_function,
+                                                                 disable_cfg1_optimization)
+
+    def set_model_denoise_mask_function(self, denoise_mask_function):
+        # model_patcher.py:430-431: a single slot
+        self.model_options["denoise_mask_function"] = denoise_mask_function
