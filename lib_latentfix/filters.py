@@ -130,78 +130,111 @@ class ChannelStats:
     """
 
     mean: Tensor
-    low: Tensor
-    high: Tensor
+    low: Optional[Tensor]  # None when only the means were asked for
+    high: Optional[Tensor]
     usable: Tensor
+
+    @property
+    def has_range(self) -> bool:
+        return self.low is not None
 
     def abs_max(self) -> Tensor:
         """Largest magnitude over all channels of each image, ``[B]``."""
         return torch.maximum(self.low.neg(), self.high).amax(dim=1)
 
 
-def _all_finite(low: Tensor, high: Tensor) -> Tensor:
-    """Per image (``[B, C]`` minima and maxima → ``[B]``): does every channel hold finite values only?
+def _finite_rows(*stats: Optional[Tensor]) -> Tensor:
+    """Per image (``[B, C]`` statistics → ``[B]``): is every statistic finite? A NaN or ±inf in the image reaches
+    its mean (which cannot overflow, see :func:`_mean`), its minimum or its maximum."""
+    finite = None
+    for values in stats:
+        if values is not None:
+            ok = torch.isfinite(values)
+            finite = ok if finite is None else finite & ok
+    return finite.all(dim=1)
 
-    A NaN propagates into both, a ±inf shows as the minimum or maximum; finite values can never make them
-    non-finite, however large (a sum could overflow, these cannot).
+
+def _mean(work: Tensor) -> Tensor:
+    """Mean over the last dimension that cannot overflow, even for values near the dtype's largest; one pass.
+
+    On the CPU each value is weighted by 1/N before it is added (a matrix-vector product), so the running sum never
+    exceeds the largest value; on CUDA the float32 sum is accumulated in float64 (matrix products there may use
+    TF32, which would cost precision). float64 input is averaged as it is.
     """
-    return (torch.isfinite(low) & torch.isfinite(high)).all(dim=1)
+    if work.dtype == torch.float64:
+        return work.mean(dim=-1)
+    if work.device.type == "cuda":
+        return work.mean(dim=-1, dtype=torch.float64).to(work.dtype)
+    n = work.shape[-1]
+    return torch.matmul(work, torch.full((n,), 1.0 / n, dtype=work.dtype, device=work.device))
 
 
-_HUGE = 2.0**64  # rows beyond this magnitude are summed scaled by 1 / _HUGE (exact: a power of two)
+def channel_stats(x: Tensor, mask: Optional[Tensor] = None, *, ranges: bool = True) -> ChannelStats:
+    """Mean (and, with ``ranges``, min and max) of every channel of every image, over the mask's region if given.
 
-
-def _mean(work: Tensor, low: Tensor, high: Tensor) -> Tensor:
-    """Mean over the last dimension that cannot overflow, even for values near the dtype's largest.
-
-    Rows whose largest magnitude exceeds 2^64 are summed scaled by 2^-64 (exact, so the result is what an
-    unbounded float sum would round to); every other row is multiplied by 1, so its mean is bit for bit
-    ``work.mean(dim=2)``.
+    An image is usable when its statistics are finite: a finite image is usable however large its values are
+    (up to the dtype's largest). Center needs only the means; maximize and the soft clamp need the ranges too.
     """
-    scale = torch.where(torch.maximum(low.neg(), high) > _HUGE, 1.0 / _HUGE, 1.0)
-    return work.mul(scale[..., None]).mean(dim=2).div_(scale)
-
-
-def channel_stats(x: Tensor, mask: Optional[Tensor] = None) -> ChannelStats:
-    """Mean, min and max of every channel of every image (over the mask's region when one is given).
-
-    An image is usable when its minima and maxima are finite: a finite image is usable however large its
-    values are (up to the dtype's largest), and its mean is finite too.
-    """
-    work = x.to(compute_dtype(x.dtype)).flatten(2)
-    if mask is None:
-        low, high = work.amin(dim=2), work.amax(dim=2)
-        mean = _mean(work, low, high)
-        usable = _all_finite(low, high)
+    work, weight = _flat(x, mask)
+    if weight is None:
+        mean, total = _mean(work), None
     else:
-        weight = mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
-        inside = weight > 0
         total = weight.sum(dim=2)
         # the weights are normalised first (a [B, 1, HW] pass): each term is at most the largest value and
         # the weights sum to 1, so the weighted sum cannot overflow
         share = weight / total[..., None].clamp_min(torch.finfo(work.dtype).tiny)
-        mean = torch.where(inside, work, 0.0).mul_(share).sum(dim=2)
-        high = torch.where(inside, work, -math.inf).amax(dim=2)
-        low = torch.where(inside, work, math.inf).amin(dim=2)
-        usable = _all_finite(low, high) & (total[:, 0] > 0)
+        mean = torch.where(weight > 0, work, 0.0).mul_(share).sum(dim=2)
+    low, high = _ranges(work, weight) if ranges else (None, None)
+    usable = _finite_rows(mean, low, high)
+    if total is not None:
+        usable = usable & (total[:, 0] > 0)
+    return _kept(mean, low, high, usable)
+
+
+def with_ranges(stats: ChannelStats, x: Tensor, mask: Optional[Tensor]) -> ChannelStats:
+    """``stats`` of ``x`` completed with min and max (two more reductions, if they were not taken yet)."""
+    if stats.has_range:
+        return stats
+    low, high = _ranges(*_flat(x, mask))
+    return _kept(stats.mean, low, high, stats.usable & _finite_rows(low, high))
+
+
+def _flat(x: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+    work = x.to(compute_dtype(x.dtype)).flatten(2)
+    return work, None if mask is None else mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
+
+
+def _ranges(work: Tensor, weight: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    if weight is None:
+        return work.amin(dim=2), work.amax(dim=2)
+    inside = weight > 0
+    return torch.where(inside, work, math.inf).amin(dim=2), torch.where(inside, work, -math.inf).amax(dim=2)
+
+
+def _kept(mean: Tensor, low: Optional[Tensor], high: Optional[Tensor], usable: Tensor) -> ChannelStats:
+    """The statistics with those of unusable images replaced by 0 (so every coefficient stays finite)."""
     keep = usable[:, None]
     zero = torch.zeros((), dtype=mean.dtype, device=mean.device)
-    return ChannelStats(torch.where(keep, mean, zero), torch.where(keep, low, zero), torch.where(keep, high, zero), usable)
+
+    def kept(values: Optional[Tensor]) -> Optional[Tensor]:
+        return None if values is None else torch.where(keep, values, zero)
+
+    return ChannelStats(kept(mean), kept(low), kept(high), usable)
 
 
 def count_nonfinite_rows(prediction: Tensor) -> Tensor:
     """How many rows (first dimension) of ``prediction`` hold a NaN or ±inf, as a 0-d int64 device tensor.
 
-    One reduction over the data — the largest magnitude of each row (``vector_norm`` with ``ord=inf``), which
-    is NaN or inf exactly when the row holds one and never overflows for finite values — and no host sync.
+    Two reductions over the data — each row's minimum and maximum, which are NaN or ±inf exactly when the row holds
+    one and never overflow — and no host sync.
     Rows without elements hold nothing non-finite.
     """
     if prediction.dim() == 0:
         prediction = prediction.reshape(1)
     if prediction.numel() == 0:
         return torch.zeros((), dtype=torch.int64, device=prediction.device)
-    largest = torch.linalg.vector_norm(prediction.reshape(prediction.shape[0], -1), ord=math.inf, dim=1)
-    return torch.isfinite(largest).logical_not_().sum()
+    rows = prediction.reshape(prediction.shape[0], -1)
+    return _finite_rows(rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True)).logical_not_().sum()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -227,7 +260,9 @@ class Affine:
 
     def map_stats(self, stats: ChannelStats) -> ChannelStats:
         """The statistics the mapped latent will have, without looking at it again (scales are positive)."""
-        def f(v: Tensor) -> Tensor:
+        def f(v: Optional[Tensor]) -> Optional[Tensor]:
+            if v is None:
+                return None
             v = v if self.scale is None else v * self.scale
             return v if self.offset is None else v + self.offset
         return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.usable)
@@ -322,23 +357,35 @@ def soft_clamp_limits(
     return torch.full_like(largest, threshold), torch.full_like(largest, boundary), applies
 
 
-def soft_clamp_pixels(x: Tensor, threshold: Tensor, boundary: Tensor) -> Tensor:
-    """The post's soft clamp on every pixel, in the compute dtype; limits are ``[B]`` tensors.
+def soft_clamp_change(x: Tensor, threshold: Tensor, boundary: Tensor, applies: Tensor) -> Tensor:
+    """What the post's soft clamp adds to every pixel (``filtered − x``), in the compute dtype; limits are ``[B]``.
 
-    Values above ``threshold`` are mapped into ``[threshold, boundary]`` relative to the pixel's largest
-    value across channels, values below ``-threshold`` likewise into ``[-boundary, -threshold]``.
+    Values above ``threshold`` are mapped into ``[threshold, boundary]`` relative to the pixel's largest value
+    across channels, values below ``-threshold`` likewise into ``[-boundary, -threshold]``. The change is exactly 0
+    in images where ``applies`` is False, and 0 (never NaN) at non-finite values, so ``x + change`` leaves those
+    alone. Only arithmetic and clamps on the full tensor (no per-pixel selections, which are slow on CPUs).
     """
     work = x.to(compute_dtype(x.dtype))
-    thr = threshold[:, None, None, None]
-    bnd = boundary[:, None, None, None]
-    high = work.amax(dim=1, keepdim=True)
-    low = work.amin(dim=1, keepdim=True)
-    # per pixel: how much of the excess beyond ±threshold survives (the post's ratio, rearranged)
-    gain_over = torch.where(high > thr, (bnd - thr) / (high - thr), 0.0)
-    gain_under = torch.where(low < -thr, (bnd - thr) / (-thr - low), 0.0)
-    inside = torch.clamp(work, min=-thr, max=thr)
-    excess = work - inside
-    return excess.mul_(torch.where(excess > 0, gain_over, gain_under)).add_(inside)
+    dtype = work.dtype
+    # images the clamp leaves alone get a threshold nothing finite exceeds and no room: their change is 0
+    thr = torch.where(applies, threshold.to(dtype), torch.finfo(dtype).max)[:, None, None, None]
+    room = torch.where(applies, (boundary - threshold).to(dtype), 0.0)[:, None, None, None]
+    tiny = torch.finfo(dtype).tiny
+    # per pixel: the excess beyond ±threshold over the largest excess of that pixel (0…1): the post's ratio
+    reach_over = (work.amax(dim=1, keepdim=True) - thr).clamp_min_(tiny).reciprocal_()
+    reach_under = (work.amin(dim=1, keepdim=True).neg_() - thr).clamp_min_(tiny).reciprocal_()
+    over = (work - thr).clamp_min_(0.0)
+    under = (work + thr).clamp_max_(0.0)
+    ratio = over * reach_over
+    ratio.add_(under * reach_under)
+    change = ratio.mul_(room).sub_(over).sub_(under)
+    return torch.nan_to_num_(change, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def soft_clamp_pixels(x: Tensor, threshold: Tensor, boundary: Tensor) -> Tensor:
+    """The post's soft clamp on every pixel of every image, in the compute dtype; limits are ``[B]`` tensors."""
+    everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    return x.to(compute_dtype(x.dtype)) + soft_clamp_change(x, threshold, boundary, everyone)
 
 
 def blend(x: Tensor, filtered: Tensor, applies: Tensor, strength: float, mask: Optional[Tensor]) -> Tensor:
@@ -381,7 +428,10 @@ def soft_clamp(
     adaptive = check_number("adaptive", adaptive, 0.0, 1.0)
     weight = repaint_weight(mask, x)
     thr, bnd, applies = soft_clamp_limits(channel_stats(x, weight), threshold, boundary, adaptive)
-    return blend(x, soft_clamp_pixels(x, thr, bnd), applies, 1.0, weight)
+    change = soft_clamp_change(x, thr, bnd, applies)
+    if weight is None:
+        return (x.to(change.dtype) + change).to(x.dtype)
+    return blend(x, x.to(change.dtype) + change, applies, 1.0, weight)
 
 
 def center(
@@ -402,7 +452,7 @@ def center(
     full_shift = check_number("full_shift", full_shift, 0.0, 1.0)
     channels = check_channels("channels", channels, x.shape[1])
     weight = repaint_weight(mask, x)
-    affine = center_affine(channel_stats(x, weight), channel_shift, full_shift, channels)
+    affine = center_affine(channel_stats(x, weight, ranges=False), channel_shift, full_shift, channels)
     return masked_affine(x, affine, weight)
 
 

@@ -16,8 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from . import infotext as lf_infotext
-from .filters import count_nonfinite_rows
-from .schedule import Schedule, Step, apply, steps_between
+from .schedule import Schedule, Step, run, steps_between
 from .settings import BEFORE_CFG, FILTER_SECTIONS, Settings
 from .sigmas import eps_after_x0_change, eps_to_x0
 
@@ -86,20 +85,22 @@ class ModelCall:
     host_t: Optional[tuple[float, float]] = None  # the host's range of this call's timesteps, when known
 
 
-def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> Tensor:
+def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Tensor, Optional[Tensor]]:
     """Apply ``schedule`` to a prediction whose rows are the last ``len(prediction)`` rows of ``call``.
 
     x0 predictions are filtered directly; ε predictions are turned into x0, filtered and turned back.
-    Returns a new tensor of ``prediction``'s dtype.
+    Returns a new tensor of ``prediction``'s dtype, and which rows could be corrected (``[rows]`` bool on the
+    device: False where the prediction held NaN/inf), or None when no step looked at it.
     """
     rows = prediction.shape[0]
-    run = schedule if call.steps is None else replace(schedule, steps=call.steps)
+    steps = schedule if call.steps is None else replace(schedule, steps=call.steps)
     t = prediction_rows(rows, call.timesteps)
     if call.alpha_bar is None:
-        return apply(run, prediction, t, mask=call.mask)
+        return run(steps, prediction, t, mask=call.mask)
     alpha_bar = prediction_rows(rows, call.alpha_bar)
     x0 = eps_to_x0(prediction_rows(rows, call.x_in), prediction, alpha_bar)
-    return eps_after_x0_change(prediction, x0, apply(run, x0, t, mask=call.mask), alpha_bar)
+    corrected, usable = run(steps, x0, t, mask=call.mask)
+    return eps_after_x0_change(prediction, x0, corrected, alpha_bar), usable
 
 
 # what a Job reports it skipped, per pass: the sections whose steps never ran although enabled
@@ -202,9 +203,10 @@ class Job:
             self._stop(f"skipped for this generation: {problem}")
             return None
         try:
-            corrected = correct(self.schedule, prediction, call)
-            bad = count_nonfinite_rows(prediction)
-            self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+            corrected, usable = correct(self.schedule, prediction, call)
+            if usable is not None:  # the statistics already told which rows held NaN/inf: count them on the device
+                bad = usable.logical_not().sum()
+                self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
             if self.observer is not None:
                 self.observer(point, prediction, corrected, call)
         except Exception as error:  # never break the generation

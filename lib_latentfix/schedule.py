@@ -31,8 +31,9 @@ from .filters import (
     check_soft_clamp_args,
     maximize_affine,
     repaint_weight,
+    soft_clamp_change,
     soft_clamp_limits,
-    soft_clamp_pixels,
+    with_ranges,
 )
 
 Tensor = torch.Tensor
@@ -195,17 +196,23 @@ def as_timesteps(timesteps: Union[Tensor, float, Sequence[float]], x: Tensor) ->
 
 
 class _Runner:
-    """Applies steps in order, folding consecutive center/maximize steps into one affine map."""
+    """Applies steps in order, folding consecutive center/maximize steps into one affine map. Statistics are taken
+    when a step needs them, and only those it needs (center: the means; maximize and soft clamp: the ranges too)."""
 
     def __init__(self, x: Tensor, mask: Optional[Tensor]):
         self.current = x
         self.mask = mask
         self.base_stats: Optional[ChannelStats] = None
         self.pending: Optional[Affine] = None
+        self.usable: Optional[Tensor] = None  # which images of the input had finite statistics
 
-    def stats(self) -> ChannelStats:
+    def stats(self, ranges: bool) -> ChannelStats:
         if self.base_stats is None:
-            self.base_stats = channel_stats(self.current, self.mask)
+            self.base_stats = channel_stats(self.current, self.mask, ranges=ranges)
+        elif ranges and not self.base_stats.has_range:
+            self.base_stats = with_ranges(self.base_stats, self.current, self.mask)
+        if self.usable is None:
+            self.usable = self.base_stats.usable
         if self.pending is None:
             return self.base_stats
         return self.pending.map_stats(self.base_stats)
@@ -221,11 +228,14 @@ class _Runner:
         return self.current
 
     def soft_clamp(self, op: SoftClamp, active: Optional[Tensor], strength: float) -> None:
-        threshold, boundary, applies = soft_clamp_limits(self.stats(), op.threshold, op.boundary, op.adaptive)
+        threshold, boundary, applies = soft_clamp_limits(self.stats(True), op.threshold, op.boundary, op.adaptive)
         if active is not None:
             applies = applies & active
         x = self.flush()
-        self.current = blend(x, soft_clamp_pixels(x, threshold, boundary), applies, strength, None)
+        change = soft_clamp_change(x, threshold, boundary, applies)
+        if strength != 1.0:
+            change.mul_(strength)
+        self.current = change.add_(x).to(x.dtype)  # x + 0 wherever the clamp does not apply
         self.base_stats = None
 
 
@@ -248,6 +258,18 @@ def apply(
     No host sync and no loop over images or channels: with a tensor of timesteps, window tests are tensor
     masks; with one plain number, they are decided in Python and inactive steps cost nothing.
     """
+    return run(schedule, x, timesteps, mask=mask)[0]
+
+
+def run(
+    schedule: Schedule,
+    x: Tensor,
+    timesteps: Union[Tensor, float, Sequence[float], None],
+    *,
+    mask: Optional[Tensor] = None,
+) -> tuple[Tensor, Optional[Tensor]]:
+    """:func:`apply`, also returning which images (``[B]`` bool, on the device) had finite statistics and so
+    could be corrected; None when no step looked at the latent."""
     check_latent(x)
     steps = [step for step in schedule.steps if step.can_change()]
     for step in steps:
@@ -277,13 +299,13 @@ def apply(
         if isinstance(op, SoftClamp):
             runner.soft_clamp(op, active, step.strength)
         elif isinstance(op, Center):
-            runner.add_affine(center_affine(runner.stats(), op.channel_shift, op.full_shift, op.channels, weight))
+            runner.add_affine(center_affine(runner.stats(False), op.channel_shift, op.full_shift, op.channels, weight))
         else:
-            runner.add_affine(maximize_affine(runner.stats(), op.boundary, op.channels, weight))
+            runner.add_affine(maximize_affine(runner.stats(True), op.boundary, op.channels, weight))
     out = runner.flush()
     if out is x:
-        return x.clone()
+        return x.clone(), runner.usable
     if weight_mask is None:
-        return out
+        return out, runner.usable
     everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    return blend(x, out.to(weight_mask.dtype), everyone, 1.0, weight_mask)
+    return blend(x, out.to(weight_mask.dtype), everyone, 1.0, weight_mask), runner.usable

@@ -60,7 +60,7 @@ def test_eps_correction_equals_x0_correction():
     """A DDIM-style sampler gets the same correction on x0 as a k-diffusion sampler."""
     x_t, eps, x0, t, alpha_bar = _eps_setup()
     call = ModelCall(None, timesteps=t, x_in=x_t, alpha_bar=alpha_bar, mask=None)
-    new_eps = correct(BLOG, eps, call)
+    new_eps, _ = correct(BLOG, eps, call)
     implied_x0 = eps_to_x0(x_t, new_eps, alpha_bar)
     torch.testing.assert_close(implied_x0, apply(BLOG, eps_to_x0(x_t, eps, alpha_bar), t), rtol=1e-3, atol=1e-3)
 
@@ -68,7 +68,7 @@ def test_eps_correction_equals_x0_correction():
 def test_eps_rows_outside_every_window_are_untouched_bit_for_bit():
     x_t, eps, _, _, alpha_bar = _eps_setup()
     call = ModelCall(None, timesteps=torch.tensor([500.0, 400.0, 300.0]), x_in=x_t, alpha_bar=alpha_bar, mask=None)
-    assert torch.equal(correct(BLOG, eps, call), eps)
+    assert torch.equal(correct(BLOG, eps, call)[0], eps)
 
 
 def test_prediction_rows_are_the_last_rows_of_the_call():
@@ -76,7 +76,7 @@ def test_prediction_rows_are_the_last_rows_of_the_call():
     x = torch.randn(2, 4, 8, 8) * 6
     timesteps = torch.tensor([999.0, 999.0, 999.0, 960.0, 50.0])  # 3 cond rows, then the 2 images
     call = ModelCall(None, timesteps=timesteps, x_in=torch.zeros(5, 4, 8, 8), alpha_bar=None, mask=None)
-    out = correct(BLOG, x, call)
+    out, _ = correct(BLOG, x, call)
     torch.testing.assert_close(out, apply(BLOG, x, torch.tensor([960.0, 50.0])))
 
 

@@ -56,9 +56,9 @@ def corrections(monkeypatch, device_windows):
     original = runtime.correct
 
     def spy(schedule, prediction, call):
-        result = original(schedule, prediction, call)
+        result, usable = original(schedule, prediction, call)
         seen.append((prediction.clone(), call, result.clone()))
-        return result
+        return result, usable
 
     monkeypatch.setattr(runtime, "correct", spy)
     return seen
