@@ -32,55 +32,10 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .filters import center, maximize, soft_clamp
+from .post import center_tensor, maximize_tensor, soft_clamp_tensor  # the baseline: the post's code
 from .schedule import BLOG, Schedule, apply
 
 Tensor = torch.Tensor
-
-
-# --------------------------------------------------------------------------------------------------------
-# The source post's code (sdxl-latent-space-explained), verbatim, used as the baseline. Kept here so the
-# package stands alone; tests/lib_latentfix/test_bench.py checks that it matches tests/support/post_reference.py.
-# Quirks kept on purpose: center_tensor and maximize_tensor change batch element 0 only and write into their
-# input; soft_clamp_tensor's guard looks at the whole tensor (and syncs to the host).
-
-
-# Shrinking towards the mean (will also remove outliers)
-def soft_clamp_tensor(input_tensor, threshold=3.5, boundary=4):
-    if max(abs(input_tensor.max()), abs(input_tensor.min())) < 4:
-        return input_tensor
-    channel_dim = 1
-
-    max_vals = input_tensor.max(channel_dim, keepdim=True)[0]
-    max_replace = ((input_tensor - threshold) / (max_vals - threshold)) * (boundary - threshold) + threshold
-    over_mask = (input_tensor > threshold)
-
-    min_vals = input_tensor.min(channel_dim, keepdim=True)[0]
-    min_replace = ((input_tensor + threshold) / (min_vals + threshold)) * (-boundary + threshold) - threshold
-    under_mask = (input_tensor < -threshold)
-
-    return torch.where(over_mask, max_replace, torch.where(under_mask, min_replace, input_tensor))
-
-
-# Center tensor (balance colors)
-def center_tensor(input_tensor, channel_shift=1, full_shift=1, channels=[0, 1, 2, 3]):
-    for channel in channels:
-        input_tensor[0, channel] -= input_tensor[0, channel].mean() * channel_shift
-    return input_tensor - input_tensor.mean() * full_shift
-
-
-# Maximize/normalize tensor
-def maximize_tensor(input_tensor, boundary=4, channels=[0, 1, 2]):
-    min_val = input_tensor.min()
-    max_val = input_tensor.max()
-
-    normalization_factor = boundary / max(abs(min_val), abs(max_val))
-    input_tensor[0, channels] *= normalization_factor
-
-    return input_tensor
-
-
-# End of the post's code.
-# --------------------------------------------------------------------------------------------------------
 
 
 def post_late_window_looped(x: Tensor) -> Tensor:
@@ -105,6 +60,54 @@ def post_soft_clamp_looped(x: Tensor) -> Tensor:
 
 
 LATE = Schedule("late window", BLOG.steps[2:])
+GLUE_TIMESTEPS = (999.0, 800.0, 500.0, 50.0)
+
+
+def post_callback_looped(t: float) -> Callable[[Tensor], Tensor]:
+    """The post's whole callback at timestep ``t`` (its schedule, as its own code tests it), on each image, on
+    clones. Outside every window it does nothing at all."""
+
+    def run(x: Tensor) -> Tensor:
+        out = []
+        for i in range(x.shape[0]):
+            xi = x[i : i + 1].clone()
+            if t > 950:
+                threshold = max(xi.max(), abs(xi.min())) * 0.998
+                xi = soft_clamp_tensor(xi, threshold * 0.998, threshold)
+            if t > 700:
+                xi = center_tensor(xi, 0.8, 0.8)
+            if 1 < t < 100:
+                xi = center_tensor(xi, 0.6, 1.0)
+                xi = maximize_tensor(xi)
+            out.append(xi)
+        return torch.cat(out) if t > 700 or 1 < t < 100 else x
+
+    return run
+
+
+def glue_call(t: float) -> Callable[[Tensor], Tensor]:
+    """What the WebUI glue does for one model call at timestep ``t`` with the Post-defaults settings: the job decides
+    on the host (the timesteps were announced before the sampler run) and corrects the guided prediction."""
+    from dataclasses import replace as _replace
+
+    from .runtime import HostTimesteps, Job, ModelCall
+    from .settings import AFTER_CFG, DEFAULTS
+
+    job = Job(_replace(DEFAULTS, enabled=True), version="bench", report=lambda _: None)
+    job.begin_pass("run", HostTimesteps((t,)))
+
+    def run(x: Tensor) -> Tensor:
+        job.begin_call("run", 0, lambda steps, host_t: ModelCall(steps, None, x, None, None, host_t))
+        out = job.correct(AFTER_CFG, x)
+        job.end_call()
+        return x if out is None else out
+
+    return run
+
+
+def device_call(t: float) -> Callable[[Tensor], Tensor]:
+    """The same call when the host cannot announce the timesteps: the windows are tested on the device."""
+    return lambda x: apply(BLOG, x, torch.full((x.shape[0],), t, device=x.device))
 
 CLONE = "clone (memory floor)"
 OUR_LATE = "ours: BLOG late window (t=50)"
@@ -127,6 +130,9 @@ def operations() -> list[tuple[str, Callable[[Tensor], Tensor]]]:
         (POST_LATE, post_late_window_looped),
         ("post: soft_clamp, looped", post_soft_clamp_looped),
         ("post: t=999 window, looped", post_early_window_looped),
+        *[(f"glue call, t={t:g}", glue_call(t)) for t in GLUE_TIMESTEPS],
+        *[(f"post callback looped, t={t:g}", post_callback_looped(t)) for t in GLUE_TIMESTEPS],
+        *[(f"device-tested windows, t={t:g}", device_call(t)) for t in GLUE_TIMESTEPS],
     ]
 
 
@@ -265,6 +271,24 @@ def targets(data: dict, batch: int) -> list[tuple[str, float, float, bool]]:
     return out
 
 
+def glue_targets(data: dict, batch: int) -> list[tuple[str, float, float, bool, str]]:
+    """(description, measured, goal, met, kind) for the glue's call: ≤ 1.5× clone at t = 500, ≤ 6× clone at t = 50,
+    ≥ 5× faster than the post's callback looped per image at t = 999, 800 and 50."""
+    r = data["results"][batch]
+    clone = r[CLONE].median_us
+    out = [
+        (f"glue call at t = 500 (no window open) ≤ 1.5× clone (B = {batch})",
+         r["glue call, t=500"].median_us / clone, 1.5, r["glue call, t=500"].median_us / clone <= 1.5, "max"),
+        (f"glue call at t = 50 ≤ 6× clone (B = {batch})",
+         r["glue call, t=50"].median_us / clone, 6.0, r["glue call, t=50"].median_us / clone <= 6.0, "max"),
+    ]
+    for t in (999, 800, 50):
+        speedup = r[f"post callback looped, t={t}"].median_us / r[f"glue call, t={t}"].median_us
+        out.append((f"glue call at t = {t} ≥ 5× faster than the post's callback looped per image (B = {batch})",
+                    speedup, 5.0, speedup >= 5.0, "min"))
+    return out
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lib_latentfix.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8], help="batch sizes (default 1 4 8)")
@@ -348,6 +372,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\ntargets:")
         for text, value, goal, met in checks:
             print(f"  [{'PASS' if met else 'MISS'}] {text}: measured {value:.2f}×")
+        glue = glue_targets(data, goal_batch)
+        print("\nthe WebUI's path (the glue's call, Post defaults, timesteps announced before the run):")
+        for text, value, goal, met, _ in glue:
+            print(f"  [{'PASS' if met else 'MISS'}] {text}: measured {value:.2f}×")
         report["devices"][device.type] = {
             "name": label,
             "results": {
@@ -355,6 +383,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             },
             "targets": [
                 {"target": text, "measured": value, "goal": goal, "pass": met} for text, value, goal, met in checks
+            ],
+            "glue_targets": [
+                {"target": text, "measured": value, "goal": goal, "pass": met} for text, value, goal, met, _ in glue
             ],
         }
     if args.json:

@@ -11,7 +11,9 @@ statistics pass and a single elementwise pass.
 Rules for bad values (the same for every filter):
 
 * an image whose statistics are not finite (it holds a NaN or ±inf in the region looked at) is returned
-  unchanged, bit for bit; the other images of the batch are filtered normally;
+  unchanged, bit for bit; the other images of the batch are filtered normally. Finite values are usable
+  however large (up to the dtype's largest): no statistic is a sum that could overflow;
+* ``x`` must have channels and pixels (an empty batch is fine): an empty dimension raises ``ValueError``;
 * an all-zero image stays all-zero (maximize leaves an image whose largest magnitude is 0 alone);
 * with a ``mask`` (the repaint weight of inpainting, 1 = repaint), statistics are taken where the mask is
   positive (the mean weighted by it) and the result is blended ``x + mask * (filtered - x)``, so pixels
@@ -39,13 +41,18 @@ COLOUR_CHANNELS: tuple[int, ...] = (0, 1, 2)
 
 
 def check_latent(x: object) -> Tensor:
-    """Return ``x`` if it is a floating ``[B, C, H, W]`` tensor, else raise ``ValueError``."""
+    """Return ``x`` if it is a floating ``[B, C, H, W]`` tensor with C, H, W > 0, else raise ``ValueError``.
+
+    An empty batch (B = 0) is accepted: every filter returns an empty tensor of the same shape.
+    """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"x must have shape [B, C, H, W], got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"x must not have an empty channel or spatial dimension, got shape {tuple(x.shape)}")
     return x
 
 
@@ -105,7 +112,8 @@ def repaint_weight(mask: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
         mask = mask[None, None]
     elif mask.dim() == 3:
         mask = mask[None]
-    if mask.dim() != 4 or mask.shape[-2:] != x.shape[-2:] or mask.shape[0] not in (1, x.shape[0]):
+    if (mask.dim() != 4 or mask.shape[-2:] != x.shape[-2:] or mask.shape[0] not in (1, x.shape[0])
+            or mask.shape[1] == 0):
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit a latent of shape {tuple(x.shape)}")
     return mask[:, :1].to(device=x.device, dtype=compute_dtype(x.dtype))
 
@@ -131,32 +139,69 @@ class ChannelStats:
         return torch.maximum(self.low.neg(), self.high).amax(dim=1)
 
 
-def _all_finite(values: Tensor) -> Tensor:
-    """Per row (``[B, C]`` → ``[B]``): are all values finite? A NaN or ±inf makes the row's sum s give s − s ≠ 0.
+def _all_finite(low: Tensor, high: Tensor) -> Tensor:
+    """Per image (``[B, C]`` minima and maxima → ``[B]``): does every channel hold finite values only?
 
-    Cheaper than ``isfinite(...).all(1)``; a sum that overflows (channel means near 1e38) also counts as not finite.
+    A NaN propagates into both, a ±inf shows as the minimum or maximum; finite values can never make them
+    non-finite, however large (a sum could overflow, these cannot).
     """
-    total = values.sum(dim=1)
-    return (total - total) == 0
+    return (torch.isfinite(low) & torch.isfinite(high)).all(dim=1)
+
+
+_HUGE = 2.0**64  # rows beyond this magnitude are summed scaled by 1 / _HUGE (exact: a power of two)
+
+
+def _mean(work: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Mean over the last dimension that cannot overflow, even for values near the dtype's largest.
+
+    Rows whose largest magnitude exceeds 2^64 are summed scaled by 2^-64 (exact, so the result is what an
+    unbounded float sum would round to); every other row is multiplied by 1, so its mean is bit for bit
+    ``work.mean(dim=2)``.
+    """
+    scale = torch.where(torch.maximum(low.neg(), high) > _HUGE, 1.0 / _HUGE, 1.0)
+    return work.mul(scale[..., None]).mean(dim=2).div_(scale)
 
 
 def channel_stats(x: Tensor, mask: Optional[Tensor] = None) -> ChannelStats:
-    """Mean, min and max of every channel of every image (over the mask's region when one is given)."""
+    """Mean, min and max of every channel of every image (over the mask's region when one is given).
+
+    An image is usable when its minima and maxima are finite: a finite image is usable however large its
+    values are (up to the dtype's largest), and its mean is finite too.
+    """
     work = x.to(compute_dtype(x.dtype)).flatten(2)
     if mask is None:
-        mean, low, high = work.mean(dim=2), work.amin(dim=2), work.amax(dim=2)
-        usable = _all_finite(mean)
+        low, high = work.amin(dim=2), work.amax(dim=2)
+        mean = _mean(work, low, high)
+        usable = _all_finite(low, high)
     else:
         weight = mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
         inside = weight > 0
         total = weight.sum(dim=2)
-        mean = torch.where(inside, work, 0.0).mul_(weight).sum(dim=2) / total.clamp_min(torch.finfo(work.dtype).tiny)
+        # the weights are normalised first (a [B, 1, HW] pass): each term is at most the largest value and
+        # the weights sum to 1, so the weighted sum cannot overflow
+        share = weight / total[..., None].clamp_min(torch.finfo(work.dtype).tiny)
+        mean = torch.where(inside, work, 0.0).mul_(share).sum(dim=2)
         high = torch.where(inside, work, -math.inf).amax(dim=2)
         low = torch.where(inside, work, math.inf).amin(dim=2)
-        usable = _all_finite(mean) & (total[:, 0] > 0)
+        usable = _all_finite(low, high) & (total[:, 0] > 0)
     keep = usable[:, None]
     zero = torch.zeros((), dtype=mean.dtype, device=mean.device)
     return ChannelStats(torch.where(keep, mean, zero), torch.where(keep, low, zero), torch.where(keep, high, zero), usable)
+
+
+def count_nonfinite_rows(prediction: Tensor) -> Tensor:
+    """How many rows (first dimension) of ``prediction`` hold a NaN or ±inf, as a 0-d int64 device tensor.
+
+    One reduction over the data — the largest magnitude of each row (``vector_norm`` with ``ord=inf``), which
+    is NaN or inf exactly when the row holds one and never overflows for finite values — and no host sync.
+    Rows without elements hold nothing non-finite.
+    """
+    if prediction.dim() == 0:
+        prediction = prediction.reshape(1)
+    if prediction.numel() == 0:
+        return torch.zeros((), dtype=torch.int64, device=prediction.device)
+    largest = torch.linalg.vector_norm(prediction.reshape(prediction.shape[0], -1), ord=math.inf, dim=1)
+    return torch.isfinite(largest).logical_not_().sum()
 
 
 # --------------------------------------------------------------------------------------------------------

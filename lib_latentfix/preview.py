@@ -17,12 +17,22 @@ Finite values follow the post exactly (clamp to [0, 255], then truncate like
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from .drawing import (  # the palette and fonts shared with the diagnostics chart
+    ABOVE_RANGE_COLOUR,
+    BACKGROUND,
+    BELOW_RANGE_COLOUR,
+    NON_FINITE_COLOUR,
+    NOTE_COLOUR,
+    TEXT_COLOUR,
+    load_font,
+    text_size,
+)
 
 __all__ = [
     "POST_RGB_WEIGHTS",
@@ -42,14 +52,6 @@ POST_RGB_WEIGHTS: tuple[tuple[int, int, int, int], ...] = (
 )
 POST_RGB_BIASES: tuple[int, int, int] = (150, 140, 130)
 CHANNEL_NAMES: tuple[str, str, str, str] = ("luminance", "cyan/red", "lime/purple", "pattern")
-
-# channel_view colours
-BACKGROUND = (30, 33, 42)  # not a pure grey, so it never looks like tile content
-TEXT_COLOUR = (235, 235, 235)
-NOTE_COLOUR = (255, 200, 90)
-ABOVE_RANGE_COLOUR = (255, 64, 64)  # values > +value_range
-BELOW_RANGE_COLOUR = (64, 112, 255)  # values < -value_range
-NON_FINITE_COLOUR = (255, 0, 255)  # NaN / +-inf
 
 _MIN_TILE = 160  # default short side of a tile, pixels
 _MAX_COLUMNS = 8  # panels per row before wrapping (only matters for C > 7)
@@ -113,22 +115,8 @@ def latents_to_rgb(latents: torch.Tensor, scale: int = 1) -> list[Image.Image]:
     return [Image.fromarray(_upscale(image, scale), "RGB") for image in latents_to_rgb_array(latents)]
 
 
-@lru_cache(maxsize=None)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's default font at ``size`` (Pillow >= 10.1), else the fixed bitmap default."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # older Pillow or no FreeType
-        return ImageFont.load_default()
-
-
-def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right, bottom
-
-
 def _line_height(draw: ImageDraw.ImageDraw, font) -> int:
-    return _text_size(draw, "Ag|0", font)[1] + 3
+    return text_size(draw, "Ag|0", font)[1] + 3
 
 
 def _fmt(value: float) -> str:
@@ -214,19 +202,19 @@ def channel_view(
         f" red > +{value_range:g}, blue < -{value_range:g}, magenta non-finite"
     )
 
-    label_font, title_font = _font(_LABEL_FONT_SIZE), _font(_TITLE_FONT_SIZE)
+    label_font, title_font = load_font(_LABEL_FONT_SIZE), load_font(_TITLE_FONT_SIZE)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_h = _line_height(measure, label_font)
     title_h = _line_height(measure, title_font) + 4 if title else 0
     tile_w, tile_h = width * factor, height * factor
-    col_w = max([tile_w] + [_text_size(measure, s, label_font)[0] for lines, _ in panels for s in lines])
+    col_w = max([tile_w] + [text_size(measure, s, label_font)[0] for lines, _ in panels for s in lines])
     label_h = line_h * max(len(lines) for lines, _ in panels) + 2
     columns = min(len(panels), _MAX_COLUMNS)
     rows = math.ceil(len(panels) / columns)
     cell_h = label_h + tile_h
     grid_w = columns * col_w + (columns - 1) * _GAP
-    notes_w = max(_text_size(measure, s, label_font)[0] for s in notes)
-    title_w = _text_size(measure, title, title_font)[0] if title else 0
+    notes_w = max(text_size(measure, s, label_font)[0] for s in notes)
+    title_w = text_size(measure, title, title_font)[0] if title else 0
     image_w = 2 * _MARGIN + max(grid_w, notes_w, title_w)
     grid_top = _MARGIN + title_h
     notes_top = grid_top + rows * cell_h + (rows - 1) * _GAP + 6
@@ -262,10 +250,10 @@ def channel_view_pair(
     if len(labels) != 2:
         raise ValueError(f"labels must hold two strings, got {labels!r}")
     views = [channel_view(before, **kw), channel_view(after, **kw)]
-    font = _font(_TITLE_FONT_SIZE)
+    font = load_font(_TITLE_FONT_SIZE)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     heading_h = _line_height(measure, font) + 6
-    width = max([v.width for v in views] + [2 * _MARGIN + _text_size(measure, str(s), font)[0] for s in labels])
+    width = max([v.width for v in views] + [2 * _MARGIN + text_size(measure, str(s), font)[0] for s in labels])
     height = sum(v.height + heading_h for v in views) + _GAP
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from . import infotext as lf_infotext
+from .filters import count_nonfinite_rows
 from .schedule import Schedule, Step, apply, steps_between
 from .settings import BEFORE_CFG, FILTER_SECTIONS, Settings
 from .sigmas import eps_after_x0_change, eps_to_x0
@@ -40,12 +41,6 @@ def prediction_rows(rows: int, tensor: Optional[Tensor]) -> Optional[Tensor]:
     """The rows of a per-row tensor of the model call that belong to a prediction of ``rows`` rows: the last ones
     (A1111 puts the negative-prompt rows, one per image, last; after guidance there is one row per image)."""
     return None if tensor is None else tensor[-rows:]
-
-
-def count_nonfinite(prediction: Tensor) -> Tensor:
-    """How many rows hold a NaN or ±inf, as a 0-d device tensor (no host sync; one reduction)."""
-    total = prediction.flatten(1).sum(dim=1, dtype=torch.float32)
-    return ((total - total) != 0).sum()
 
 
 @dataclass(frozen=True)
@@ -208,7 +203,7 @@ class Job:
             return None
         try:
             corrected = correct(self.schedule, prediction, call)
-            bad = count_nonfinite(prediction)
+            bad = count_nonfinite_rows(prediction)
             self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
             if self.observer is not None:
                 self.observer(point, prediction, corrected, call)
@@ -287,5 +282,5 @@ def sections_of(steps: Sequence[Step]) -> set[str]:
     return {_SECTION_OF[type(step.filter).__name__] for step in steps}
 
 
-__all__ = ["FILTER_SECTIONS", "HostTimesteps", "Job", "ModelCall", "correct", "count_nonfinite", "latent_problem",
+__all__ = ["FILTER_SECTIONS", "HostTimesteps", "Job", "ModelCall", "correct", "latent_problem",
            "prediction_rows", "skip_reason"]

@@ -153,7 +153,9 @@ BLOG = Schedule(
 )
 
 
-EDGE_MARGIN = 1.0  # timesteps: a host-known t this close to a window edge is left to the device's own t
+# Timesteps: a host-known t this close to a window edge is left to the device's own t. Hosts that round t to the
+# nearest integer (Forge's predictor, A1111 with quantization) move it by up to 0.5; the rest is float error.
+EDGE_MARGIN = 0.501
 
 
 def steps_between(schedule: Schedule, low: float, high: float, margin: float = EDGE_MARGIN) -> Optional[tuple[Step, ...]]:

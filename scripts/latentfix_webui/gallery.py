@@ -9,7 +9,8 @@ import torch
 
 from modules import shared
 
-from lib_latentfix import diagnostics as lf_diagnostics
+from lib_latentfix import chart as lf_chart
+from lib_latentfix import trace as lf_trace
 from lib_latentfix.runtime import Job, ModelCall
 from lib_latentfix.settings import BEFORE_CFG, Settings
 
@@ -21,7 +22,7 @@ class Recorder:
 
     def __init__(self, p: Any):
         self.p = p
-        self.traces: dict[int, lf_diagnostics.Trace] = {}
+        self.traces: dict[int, lf_trace.Trace] = {}
         self.on = True
 
     def __call__(self, point: str, before: torch.Tensor, after: torch.Tensor, call: ModelCall) -> None:
@@ -33,7 +34,7 @@ class Recorder:
             label = "hires pass" if host.is_hr_pass(p) else "first pass"
             if point == BEFORE_CFG:
                 label += " (negative-prompt rows)"  # before guidance: one uncond row per image, the last rows
-            trace = self.traces.setdefault(int(getattr(p, "iteration", 0)), lf_diagnostics.Trace())
+            trace = self.traces.setdefault(int(getattr(p, "iteration", 0)), lf_trace.Trace())
             trace.record_call(before[-images:], after[-images:], call, label=label)
         except Exception as error:
             self.on = False
@@ -56,7 +57,7 @@ def finish(p: Any, processed: Any, job: Job, recorder: Recorder) -> None:
     path = trace_path()
     settings = job.settings
     boundary = settings.maximize_boundary if settings.maximize_enabled else 4.0
-    windows = lf_diagnostics.schedule_windows(job.schedule)
+    windows = lf_chart.schedule_windows(job.schedule)
     seeds = getattr(p, "all_seeds", None) or [getattr(p, "seed", -1)]
     for iteration, trace in sorted(traces.items()):
         try:
@@ -77,18 +78,18 @@ def _write_trace(path: str, data: Any, image: int, index: int, seed: Any, p: Any
     meta = {"image_index": index, "seed": seed, "sampler": getattr(p, "sampler_name", None),
             "steps": getattr(p, "steps", None), "cfg_scale": getattr(p, "cfg_scale", None)}
     try:
-        lf_diagnostics.write_jsonl(path, lf_diagnostics.trace_records(data, meta=meta, image=image))
-    except OSError as error:  # the file, not the drawing: the gallery images still come
-        host.log(f"--latentfix-trace file {path!r} could not be written: {type(error).__name__}: {error}")
+        lf_trace.write_jsonl(path, lf_trace.trace_records(data, meta=meta, image=image))
+    except lf_trace.TraceFileError as error:  # the file, not the drawing: the gallery images still come
+        host.log(str(error))
 
 
 def _draw(p: Any, processed: Any, data: Any, image: int, index: int, seed: Any, boundary: float, windows) -> None:
     title = f"LatentFix diagnostics: image {index + 1}, seed {seed}"
     try:
         extras = [
-            (lf_diagnostics.render_plot(data, image, boundary=boundary, windows=windows, title=title),
+            (lf_chart.render_plot(data, image, boundary=boundary, windows=windows, title=title),
              f"{title}: channel statistics per step"),
-            (lf_diagnostics.channel_view_images(data, image), f"{title}: latent channels before/after the last correction"),
+            (lf_chart.channel_view_images(data, image), f"{title}: latent channels before/after the last correction"),
         ]
     except Exception as error:
         host.log(f"diagnostics could not be drawn: {type(error).__name__}: {error}")

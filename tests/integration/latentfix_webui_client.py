@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -123,6 +124,52 @@ class WebUI:
 
     def png_info(self, png_b64: str) -> dict:
         return self.post("/sdapi/v1/png-info", {"image": png_b64})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# which host
+
+
+# lllyasviel/stable-diffusion-webui-forge reports its version (GET /internal/sysinfo, "Version") as
+# 'f' + modules_forge/forge_version.py's version ('2.0.1v1.10.1' at dfdcbab6) + '-' + the A1111 tag
+# (modules/launch_utils.py git_tag), e.g. "f2.0.1v1.10.1-1.10.1"; reForge writes "f2.0.0dev-v1.10.1RC-…" and
+# A1111 "v1.10.1", so neither matches.
+FORGE_VERSION = re.compile(r"^f\d+\.\d+\.\d+v\d")
+# Forge dfdcbab6's modules/api/api.py get_field_value calls isinstance(value, list[str]) for list-typed request
+# fields: every txt2img/img2img request that sends the "infotext" field answers HTTP 500 with this message,
+# with or without this extension, before anything is generated.
+FORGE_INFOTEXT_BUG = "isinstance() argument 2 cannot be a parameterized generic"
+INFOTEXT_PROBE = {"infotext": "probe\nSteps: 1, Size: 64x64, Seed: 1", "steps": 1, "width": 64, "height": 64,
+                  "save_images": False, "send_images": False}
+
+
+def host_version(webui: "WebUI") -> Optional[str]:
+    """The version the WebUI reports in /internal/sysinfo (A1111 1.6+, Forge, reForge), or None."""
+    status, body = webui.request("GET", "/internal/sysinfo")
+    if status != 200 or not isinstance(body, dict):
+        return None  # e.g. --nowebui, which does not mount /internal/* routes
+    version = body.get("Version")
+    return str(version) if version else None
+
+
+def is_forge(version: Optional[str]) -> bool:
+    return bool(version) and FORGE_VERSION.match(version) is not None
+
+
+def infotext_field_blocker(webui: "WebUI", version: Optional[str]) -> Optional[str]:
+    """Why requests using the ``infotext`` field cannot be tested on this host, or None when they can.
+
+    Only a host recognised as Forge is probed (one request: it fails at once where the bug is, and is a
+    64×64, 1-step image where it is not); on any other host the infotext checks run and fail if it fails.
+    """
+    if not is_forge(version):
+        return None
+    status, body = webui.request("POST", "/sdapi/v1/txt2img", INFOTEXT_PROBE)
+    if status == 500 and FORGE_INFOTEXT_BUG in str(body):
+        return (f"Forge {version}: its API answers HTTP 500 ({FORGE_INFOTEXT_BUG!r}, from Forge's own "
+                "modules/api/api.py get_field_value) to any request that uses the 'infotext' field, with or "
+                "without this extension")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -220,6 +220,7 @@ def test_inpaint_changes_only_the_masked_area(webui):
 ROUND_TRIP = {"enabled": True, "preset": "Gentle", "maximize_boundary": 3.5}
 
 
+@pytest.mark.infotext_field
 def test_infotext_round_trip_reproduces_the_image(webui, off_generation):
     original = webui.txt2img(with_latentfix(txt2img_payload(), ROUND_TRIP))
     keys = assert_latentfix_keys(original.infotext, "round trip")
@@ -242,6 +243,7 @@ def test_infotext_round_trip_reproduces_the_image(webui, off_generation):
         f"{max_abs_diff(again.image, original.image)}, mean {mean_abs_diff(again.image, original.image):.3f}")
 
 
+@pytest.mark.infotext_field
 def test_infotext_without_latentfix_keys_reproduces_the_off_image(webui, off_generation):
     again = webui.txt2img({"infotext": off_generation.infotext, "save_images": False, "send_images": True})
     assert_no_latentfix_keys(again.infotext, "from an off infotext")

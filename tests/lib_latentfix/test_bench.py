@@ -1,13 +1,12 @@
-"""Smoke test of the benchmark (nothing is timed or asserted about speed) and of its copy of the post's code."""
+"""Smoke test of the benchmark (nothing is timed or asserted about speed); its baseline is lib_latentfix.post."""
 
-import inspect
 import json
 
 import pytest
 import torch
 
 from lib_latentfix import bench
-from support import post_reference as post
+from lib_latentfix import post
 
 POST_FUNCTIONS = ["soft_clamp_tensor", "center_tensor", "maximize_tensor"]
 
@@ -36,19 +35,14 @@ def test_quick_run_writes_every_operation_for_every_batch(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", POST_FUNCTIONS)
-def test_baseline_is_the_posts_code_verbatim(name):
-    assert inspect.getsource(getattr(bench, name)) == inspect.getsource(getattr(post, name))
+def test_baseline_is_the_one_copy_of_the_posts_code(name):
+    assert getattr(bench, name) is getattr(post, name)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_baseline_gives_the_same_results_as_the_post_reference(seed):
+def test_looped_baselines_apply_the_posts_code_to_each_image(seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(3, 4, 24, 24, generator=g) * 2.5 + 0.3  # outliers beyond 4, so the soft clamp acts
-
-    torch.testing.assert_close(bench.soft_clamp_tensor(x.clone()), post.soft_clamp_tensor(x.clone()), rtol=0, atol=0)
-    torch.testing.assert_close(bench.soft_clamp_tensor(x.clone(), 3.0, 5.0), post.soft_clamp_tensor(x.clone(), 3.0, 5.0))
-    torch.testing.assert_close(bench.center_tensor(x.clone(), 0.6, 1.0), post.center_tensor(x.clone(), 0.6, 1.0), rtol=0, atol=0)
-    torch.testing.assert_close(bench.maximize_tensor(x.clone()), post.maximize_tensor(x.clone()), rtol=0, atol=0)
 
     # the looped late window is the post's center + maximize applied to each image on its own
     expected = torch.cat([post.maximize_tensor(post.center_tensor(x[i : i + 1].clone(), 0.6, 1.0)) for i in range(3)])

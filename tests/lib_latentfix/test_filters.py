@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib_latentfix import center, maximize, soft_clamp
-from lib_latentfix.filters import channel_stats
-from support import post_reference as post
+from lib_latentfix.filters import channel_stats, count_nonfinite_rows
+from lib_latentfix import post
 from support.sync_guard import NoHostSync
 
 FILTERS = {
@@ -243,6 +243,7 @@ def test_mask_keeps_untouched_area_and_uses_only_repainted_statistics():
         (lambda x: maximize(x, channels=("a",)), "channels"),
         (lambda x: maximize(x[0]), "x"),
         (lambda x: maximize(x.long()), "x"),
+        (lambda x: maximize(x, mask=torch.zeros(1, 0, 16, 16)), "mask"),
     ],
 )
 def test_out_of_range_arguments_name_themselves(call, argument):
@@ -258,3 +259,117 @@ def test_maximize_reaches_the_boundary_for_huge_images_too(largest):
     y = maximize(x, 4.0)
     torch.testing.assert_close(y[0, 0, 0, 0], torch.tensor(4.0), rtol=1e-6, atol=0)
     torch.testing.assert_close(y[0, 1, 1, 1], torch.tensor(-2.0), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 0, 8), (1, 4, 8, 0), (2, 0, 8, 8), (1, 4, 0, 0)])
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_empty_dimension_is_refused_naming_x(shape, name):
+    with pytest.raises(ValueError, match=r"^x must not have an empty .*" + str(shape).replace("(", r"\(").replace(")", r"\)")):
+        FILTERS[name](torch.zeros(shape))
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_empty_batch_gives_an_empty_batch(name):
+    x = torch.zeros(0, 4, 8, 8, dtype=torch.float16)
+    y = FILTERS[name](x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+
+
+# ---- huge finite values ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("power", [113, 115, 120, 124])  # 1e34, 4e34, 1.3e36, 2.1e37
+@pytest.mark.parametrize(
+    "name,call",
+    [
+        ("soft_clamp", lambda x: soft_clamp(x, adaptive=0.998)),  # adaptive: scales with the image
+        ("center", lambda x: center(x, 0.8, 0.8)),
+        ("maximize", lambda x: maximize(x)),
+    ],
+)
+def test_huge_finite_image_is_corrected_like_a_small_one(power, name, call):
+    """An image of huge but finite values (a sum over it overflows float32) is still usable and corrected.
+
+    Multiplying by a power of two is exact, so the huge image's result is the small one's, scaled.
+    """
+    small = latent(batch=2, h=128, w=128, dtype=torch.float32).abs_().add_(1.0)  # one sign: the sum grows
+    big = small * 2.0**power
+    assert not torch.isfinite(big.flatten(1).sum(dim=1)).any()  # (what made it "non-finite" before)
+    got = call(big)
+    assert torch.isfinite(got).all()
+    assert not torch.equal(got, big)
+    expected = call(small) * 2.0**power
+    if name == "maximize":  # the listed channels reach ±4 whatever the size; channel 3 is left as it was
+        expected[:, :3] = call(small)[:, :3]
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+
+
+def test_huge_finite_statistics_are_finite_and_usable():
+    x = torch.full((2, 4, 128, 128), 3.0e38)
+    x[1, 2, 3, 4] = math.inf
+    stats = channel_stats(x)
+    assert stats.usable.tolist() == [True, False]
+    assert torch.isfinite(stats.mean).all()
+    torch.testing.assert_close(stats.mean[0], torch.full((4,), 3.0e38), rtol=1e-6, atol=0)
+    masked = channel_stats(x, torch.ones(1, 1, 128, 128))
+    assert masked.usable.tolist() == [True, False]
+    torch.testing.assert_close(masked.mean[0], torch.full((4,), 3.0e38), rtol=1e-6, atol=0)
+
+
+def test_mean_of_ordinary_images_is_unchanged_bit_for_bit():
+    x = latent(batch=3, scale=9, dtype=torch.float32)
+    assert torch.equal(channel_stats(x).mean, x.flatten(2).mean(dim=2))
+
+
+# ---- counting non-finite rows ---------------------------------------------------------------------------
+
+
+def _rows_with_nonfinite(x):
+    return int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    bad=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4 * 6 * 5 - 1),
+                           st.sampled_from([math.nan, math.inf, -math.inf])), max_size=8),
+    magnitude=st.sampled_from([1.0, 1e30, 1e34, 3e38, torch.finfo(torch.float32).max]),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64]),
+)
+def test_count_nonfinite_rows_counts_rows_holding_nan_or_inf(rows, bad, magnitude, dtype):
+    x = torch.full((rows, 4, 6, 5), magnitude, dtype=torch.float64).to(dtype)
+    if not torch.isfinite(x).all():  # the magnitude does not fit this dtype: use its largest finite value
+        x = torch.full((rows, 4, 6, 5), torch.finfo(dtype).max, dtype=dtype)
+    x[:, 1] *= -1
+    flat = x.view(rows, -1)
+    for row, index, value in bad:
+        if row < rows:
+            flat[row, index] = value
+    count = count_nonfinite_rows(x)
+    assert count.dim() == 0 and count.device == x.device
+    assert int(count) == _rows_with_nonfinite(x)
+
+
+def test_count_nonfinite_rows_ignores_huge_finite_rows():
+    x = torch.full((3, 4, 128, 128), torch.finfo(torch.float32).max)
+    assert int(count_nonfinite_rows(x)) == 0
+    x[2, 0, 0, 0] = math.nan
+    assert int(count_nonfinite_rows(x)) == 1
+
+
+def test_count_nonfinite_rows_is_one_reduction_and_never_syncs():
+    x = latent(batch=4, dtype=torch.float32)
+    x[1, 0, 0, 0] = math.inf
+    with NoHostSync() as guard:
+        count = count_nonfinite_rows(x)
+    on_data = [n for n, size in guard.sizes if size == x.numel() and n not in ("reshape", "view", "flatten", "dim", "numel")
+               and not n.startswith("__get__")]
+    assert on_data == ["linalg_vector_norm"]
+    assert int(count) == 1
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 8, 8), (2, 4, 0, 8), ()])
+def test_count_nonfinite_rows_of_empty_or_scalar_input(shape):
+    assert int(count_nonfinite_rows(torch.zeros(shape))) == 0
+    if shape == ():
+        assert int(count_nonfinite_rows(torch.tensor(math.nan))) == 1

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFont
 
-from lib_latentfix import preview
+from lib_latentfix import drawing, preview
 from lib_latentfix.preview import (
     BACKGROUND,
     CHANNEL_NAMES,
@@ -424,7 +424,7 @@ def test_channel_view_with_older_pillow_default_font(monkeypatch):
         return bitmap()
 
     monkeypatch.setattr(ImageFont, "load_default", load_default_without_size)
-    preview._font.cache_clear()
+    drawing.load_font.cache_clear()
     try:
         image = channel_view(torch.zeros(4, 8, 8), title="old pillow")
         assert image.mode == "RGB" and image.width >= 5 * 160
@@ -432,7 +432,7 @@ def test_channel_view_with_older_pillow_default_font(monkeypatch):
         strip = np.asarray(image)[:top].astype(int)
         assert (np.abs(strip - np.array(BACKGROUND)).sum(axis=-1) > 60).sum() > 100
     finally:
-        preview._font.cache_clear()
+        drawing.load_font.cache_clear()
 
 
 # ------------------------------------------------------------------ channel_view_pair

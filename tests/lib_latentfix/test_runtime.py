@@ -85,16 +85,3 @@ def test_eps_after_x0_change_keeps_unchanged_half_precision_values():
     x0 = torch.randn(2, 4, 4, 4)
     out = eps_after_x0_change(eps, x0, x0.clone(), torch.tensor([0.5, 0.9]))
     assert out.dtype == torch.float16 and torch.equal(out, eps)
-
-
-def test_count_nonfinite_counts_poisoned_rows_without_syncing():
-    from lib_latentfix.runtime import count_nonfinite
-    from support.sync_guard import NoHostSync
-
-    x = torch.randn(4, 4, 8, 8).half()
-    x[1, 0, 0, 0] = float("nan")
-    x[3, 2, 1, 1] = float("-inf")
-    with NoHostSync():
-        count = count_nonfinite(x)
-    assert count.item() == 2
-    assert count_nonfinite(torch.full((2, 4, 8, 8), 60000.0).half()).item() == 0  # a float16 sum must not overflow

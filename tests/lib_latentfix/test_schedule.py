@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib_latentfix import BLOG, Center, Maximize, Schedule, SoftClamp, Step, apply
-from support import post_reference as post
+from lib_latentfix import post
 from support.sync_guard import NoHostSync
 
 EDGE_TIMESTEPS = [999.0, 951.0, 950.5, 950.0, 949.5, 800.0, 700.5, 700.0, 699.5, 400.0,
@@ -94,7 +94,11 @@ def test_apply_never_syncs_and_does_not_loop_over_images():
 
 
 def test_late_window_folds_into_one_statistics_pass():
-    """center + maximize run as one affine map: one statistics pass, one elementwise pass."""
+    """center + maximize run as one affine map: one statistics pass, one elementwise pass.
+
+    The statistics pass is min, max and the mean (of the latent times a per-row 1 or 2^-64, so that the mean of
+    a huge finite image cannot overflow).
+    """
     late = Schedule("late", BLOG.steps[2:])
     x = latent(batch=2, dtype=torch.float32)
     for timesteps in (50.0, torch.tensor([50.0, 60.0])):
@@ -103,7 +107,7 @@ def test_late_window_folds_into_one_statistics_pass():
         on_latent = [n for n, size in guard.sizes if size == x.numel() and not n.startswith("__get__")]
         work = [n for n in on_latent if n in ("mean", "amin", "amax", "aminmax", "sum", "mul", "add", "add_", "sub",
                                               "where", "addcmul", "clone")]
-        assert work == ["mean", "amin", "amax", "mul", "add_"]
+        assert work == ["amin", "amax", "mul", "mean", "mul", "add_"]
 
 
 def test_half_precision_keeps_dtype():
@@ -171,3 +175,48 @@ def test_a_diffusers_style_scalar_timestep_tensor_is_used_for_every_image():
 def test_steps_that_cannot_change_anything_are_dropped():
     schedule = Schedule("noop", (Step(Center(0.0, 0.0)), Step(Maximize(channels=())), Step(Center(0.0, 1.0))))
     assert [s.filter for s in schedule.effective().steps] == [Center(0.0, 1.0)]
+
+
+# ---- windows decided on the host -------------------------------------------------------------------------------
+
+
+def test_steps_between_decides_on_the_host_or_says_it_cannot():
+    from lib_latentfix.schedule import steps_between
+
+    clamp, early, late, stretch = BLOG.steps
+    assert steps_between(BLOG, 999.0, 999.0) == (clamp, early)
+    assert steps_between(BLOG, 500.0, 500.0) == ()  # nothing to do: no tensor work at all
+    assert steps_between(BLOG, 50.0, 50.0) == (late, stretch)
+    assert steps_between(BLOG, 0.0, 0.0) == ()  # the final t = 0 is outside the strict 1 < t < 100
+    assert steps_between(BLOG, 950.2, 950.2) is None  # within rounding of an edge: the device decides
+    assert steps_between(BLOG, 600.0, 800.0) is None  # a second-order call between two schedule entries
+    assert steps_between(BLOG, 300.0, 600.0) == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=st.floats(0, 999), width=st.floats(0, 30))
+def test_steps_between_agrees_with_the_device_masks(t, width):
+    """Whatever the host decides holds for every timestep the device could see in that range."""
+    from lib_latentfix.schedule import EDGE_MARGIN, steps_between
+
+    decided = steps_between(BLOG, t, t + width)
+    if decided is None:
+        return
+    for probe in (t - EDGE_MARGIN + 1e-3, t, t + width / 2, t + width, t + width + EDGE_MARGIN - 1e-3):
+        active = tuple(s for s in BLOG.steps if s.is_active_at(probe))
+        assert active == decided
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 0, 8), (2, 4, 8, 0), (1, 0, 8, 8)])
+def test_empty_dimension_is_refused_naming_x(shape):
+    for timesteps in (50.0, torch.full((shape[0],), 50.0)):
+        with pytest.raises(ValueError, match=r"^x must not have an empty "):
+            apply(BLOG, torch.zeros(shape), timesteps)
+
+
+def test_huge_finite_latent_is_corrected():
+    x = latent(batch=2, h=128, w=128, dtype=torch.float32).abs_().add_(1.0) * 2.0**120  # sums overflow float32
+    out = apply(BLOG, x, torch.tensor([999.0, 50.0]))
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out[0], x[0]) and not torch.equal(out[1], x[1])
+    assert out[1, :3].abs().amax() <= 4.0 * (1 + 1e-6)  # maximize reached the boundary

@@ -13,6 +13,7 @@ from webui_standin import harness
 from lib_latentfix import runtime
 from lib_latentfix.infotext import GROUP_KEYS, PRESET_KEY, VERSION_KEY
 from lib_latentfix.schedule import apply
+from lib_latentfix.sigmas import eps_to_x0
 from lib_latentfix.arguments import to_positional
 from lib_latentfix.settings import AFTER_CFG, BEFORE_CFG, DEFAULTS
 from support.sync_guard import NoHostSync
@@ -193,8 +194,8 @@ def test_ddim_gets_the_same_correction_in_x0_space(a1111, corrections):
     assert [round(c.timesteps[-1].item()) for _, c, _ in corrections] == [751, 501, 251]
     for prediction, call, result in corrections:
         assert call.alpha_bar is not None  # eps mode
-        x0 = runtime.eps_to_x0(call.x_in[-2:], prediction, call.alpha_bar[-2:])
-        x0_after = runtime.eps_to_x0(call.x_in[-2:], result, call.alpha_bar[-2:])
+        x0 = eps_to_x0(call.x_in[-2:], prediction, call.alpha_bar[-2:])
+        x0_after = eps_to_x0(call.x_in[-2:], result, call.alpha_bar[-2:])
         torch.testing.assert_close(x0_after, apply(ON.schedule(), x0, call.timesteps[-2:]), rtol=1e-4, atol=1e-4)
     assert all(e["x"].shape[0] == 2 for e in events if e["kind"] == "cfg_after_cfg")
 
@@ -615,7 +616,7 @@ def test_infotext_before_sampling_names_the_settings_that_will_run(a1111):
     assert written["LatentFix"] and "boundary=3;" in written["LatentFix maximize"]
 
 
-def test_a_failure_after_some_corrections_says_partly_applied(a1111, monkeypatch):
+def test_a_failure_after_some_corrections_says_partly_applied(a1111, monkeypatch, device_windows):
     original, calls = runtime.correct, {"n": 0}
 
     def fails_on_the_third(schedule, prediction, call):

@@ -1,4 +1,4 @@
-"""Tests for lib_latentfix.diagnostics: the per-step trace, its chart, the channel view and the JSON lines.
+"""lib_latentfix.trace: the per-step statistics recorded on the device, and the JSON lines written from them.
 
 Reference statistics are recomputed directly from the tensors passed in, per image and channel, in float32;
 std is the population std (``unbiased=False``), as in the module.
@@ -14,34 +14,14 @@ import os
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from lib_latentfix.diagnostics import (
-    AFTER,
-    BEFORE,
-    CHANNEL_COLOURS,
-    STAT_NAMES,
-    Trace,
-    TraceData,
-    channel_colour,
-    channel_view_images,
-    render_plot,
-    schedule_windows,
-    trace_records,
-    window_shade,
-    write_jsonl,
-)
-from lib_latentfix.runtime import ModelCall, eps_to_x0
+from lib_latentfix.runtime import ModelCall
+from lib_latentfix.sigmas import eps_to_x0
 from lib_latentfix.schedule import BLOG, apply
+from lib_latentfix.trace import AFTER, BEFORE, STAT_NAMES, Trace, TraceData, TraceFileError, trace_records, write_jsonl
 from support.sync_guard import NoHostSync
-
-ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "artifacts")
-SIZE = (1024, 640)
-
-
-def _latent(b: int, h: int, w: int, seed: int, dtype=torch.float32, c: int = 4) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, c, h, w, generator=g) * 2.0 + 0.5).to(dtype)
+from support.trace_samples import latent as _latent
+from support.trace_samples import sample_data as _sample_data
 
 
 def _reference(x: torch.Tensor, weight: torch.Tensor | None) -> np.ndarray:
@@ -225,19 +205,35 @@ def test_empty_trace_and_bad_input():
         trace.record(1.0, _latent(2, 4, 4, 0, c=3), _latent(2, 4, 4, 0, c=3))
     with pytest.raises(ValueError, match="before/after"):
         trace.record(1.0, _latent(2, 4, 4, 0), _latent(2, 4, 8, 0))
+    for shape in ((2, 4, 0, 4), (2, 0, 4, 4)):
+        with pytest.raises(ValueError, match="before/after must not have an empty"):
+            Trace().record(1.0, torch.zeros(shape), torch.zeros(shape))
+
+
+@pytest.mark.parametrize("value", [3e34, 1e37, 3e38])
+@pytest.mark.parametrize("masked", [False, True])
+def test_huge_finite_latents_get_finite_statistics(value, masked):
+    """Values near float32's largest: every statistic is finite (a plain sum of them would overflow)."""
+    x = torch.full((2, 4, 64, 64), value)
+    x[:, :, 0, :] = -value / 3
+    mask = torch.ones(1, 64, 64) if masked else None
+    trace = Trace()
+    trace.record(500.0, x, x * 0.5, mask=mask)
+    data = trace.finish()
+    assert np.isfinite(data.stats).all()
+    _assert_stats_relative(data, x, x * 0.5)
+
+
+def _assert_stats_relative(data, before, after) -> None:
+    for side, x in ((BEFORE, before), (AFTER, after)):
+        v = x.double().flatten(2)  # float64: no overflow in the reference
+        std, mean = torch.std_mean(v, dim=-1, correction=0)
+        expected = torch.stack((mean, std, v.amin(-1), v.amax(-1)), dim=-2).numpy()
+        np.testing.assert_allclose(data.stats[0, :, side].astype(np.float64), expected, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------
 # JSON lines
-
-
-def _sample_data() -> TraceData:
-    trace = Trace()
-    for k in range(3):
-        x = _latent(2, 4, 4, k)
-        x[1, 3, 0, 0] = math.nan if k == 2 else x[1, 3, 0, 0]
-        trace.record(torch.tensor([900.0 - 300 * k, 890.0 - 300 * k]), x, x * 0.5, label=f"pass {k // 2}")
-    return trace.finish()
 
 
 def test_trace_records_round_trip_through_json(tmp_path):
@@ -268,88 +264,42 @@ def test_write_jsonl_to_an_open_file():
     assert list(trace_records(Trace().finish())) == []
 
 
-# --------------------------------------------------------------------------------------------------------
-# the chart
+@pytest.mark.parametrize("where", ["parent is a file", "folder", "read-only file"])
+def test_unwritable_trace_path_raises_trace_file_error_naming_it(tmp_path, where):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    if where == "parent is a file":
+        path = blocker / "trace.jsonl"
+    elif where == "folder":
+        path = tmp_path  # a folder cannot be opened for appending
+    else:
+        path = tmp_path / "locked.jsonl"
+        path.write_text("")
+        path.chmod(0o444)
+        if os.access(path, os.W_OK):
+            pytest.skip("running as a user who can write read-only files")
+    with pytest.raises(TraceFileError) as caught:
+        write_jsonl(path, trace_records(_sample_data()))
+    assert isinstance(caught.value, OSError)
+    assert str(path) in str(caught.value) and "trace file" in str(caught.value)
+    assert caught.value.path == str(path) and caught.value.__cause__ is not None
 
 
-def _colours(image: Image.Image) -> dict[tuple[int, int, int], int]:
-    return {colour: count for count, colour in image.getcolors(maxcolors=1 << 20)}
+def test_unwritable_open_file_raises_trace_file_error():
+    class Full(io.StringIO):
+        name = "/dev/full"
+
+        def writelines(self, lines):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(TraceFileError, match="/dev/full.*No space left"):
+        write_jsonl(Full(), trace_records(_sample_data()))
 
 
-def _check_plot(image: Image.Image, size=SIZE) -> dict:
-    assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == size
-    return _colours(image)
+def test_a_trace_file_error_is_not_a_drawing_error():
+    """The glue tells the two apart by type: a trace-file failure is an OSError of its own kind."""
+    error = TraceFileError("/x/trace.jsonl", FileNotFoundError(2, "No such file or directory"))
+    assert isinstance(error, OSError) and not isinstance(error, (ValueError, FileNotFoundError))
+    assert str(error) == "the trace file '/x/trace.jsonl' could not be written: No such file or directory"
+    assert error.errno == 2
 
-
-def test_plot_has_the_promised_size_channel_colours_and_windows():
-    data = _sample_data()
-    windows = schedule_windows(BLOG)
-    colours = _check_plot(render_plot(data, 0, windows=windows))
-    for c in range(4):
-        assert colours.get(channel_colour(c), 0) > 100, c
-    assert colours.get(window_shade(1), 0) > 5000
-    plain = _check_plot(render_plot(data, 1))
-    assert plain.get(window_shade(1), 0) < 1000  # only the legend's swatch
-    assert _check_plot(render_plot(data, 1, size=(500, 320), title="custom"), (500, 320))
-    with pytest.raises(ValueError):
-        render_plot(data, 2)
-
-
-def test_plot_edge_cases_do_not_raise():
-    x = _latent(1, 4, 4, 0)
-    single = Trace()
-    single.record(500.0, x, x * 0.5)
-    colours = _check_plot(render_plot(single.finish(), 0))
-    assert all(colours.get(colour, 0) > 0 for colour in CHANNEL_COLOURS)
-
-    repeated = Trace()  # a second-order sampler, then a hires pass restarting lower
-    for label, timesteps in (("first pass", [999, 700, 700, 400, 400, 0, 0]), ("hires pass", [500, 250, 250, 0])):
-        for k, t in enumerate(timesteps):
-            y = _latent(1, 4, 4, k)
-            repeated.record(float(t), y, y * 0.8, label=label)
-    _check_plot(render_plot(repeated.finish(), 0, windows=[(0.0, 1000.0, "everywhere")]))
-
-    empty = render_plot(Trace().finish(), 0)
-    assert _check_plot(empty) and len(_colours(empty)) > 2  # a "no data" text
-
-    broken = Trace()
-    for k, value in enumerate([math.nan, math.inf, -math.inf]):
-        y = _latent(1, 4, 4, k)
-        y[0, k, 0, 0] = value
-        broken.record(float(900 - 300 * k), y, y)
-    broken.record(0.0, torch.full((1, 4, 4, 4), math.nan), torch.full((1, 4, 4, 4), math.nan))
-    _check_plot(render_plot(broken.finish(), 0))
-
-    three = Trace()
-    three.record(1.0, _latent(1, 4, 4, 0, c=3), _latent(1, 4, 4, 1, c=3))
-    _check_plot(render_plot(three.finish(), 0))
-
-
-def test_channel_view_images():
-    data = _sample_data()
-    view = channel_view_images(data, 1)
-    assert isinstance(view, Image.Image) and view.mode == "RGB" and view.width > 100
-    assert data.last_step == 2
-    with pytest.raises(ValueError):
-        channel_view_images(Trace().finish(), 0)
-    with pytest.raises(ValueError):
-        channel_view_images(data, 5)
-
-
-def test_render_example_plot():
-    """A synthetic run: a yellow cast and a growing range, corrected by the post's schedule at 30 steps."""
-    g = torch.Generator().manual_seed(0)
-    base = torch.randn(2, 4, 32, 32, generator=g)
-    trace = Trace()
-    for k, t in enumerate(torch.linspace(999.0, 0.0, 30).tolist()):
-        p = k / 29
-        cast = torch.tensor([0.2 + 0.4 * p, -0.3 - 0.7 * p, 0.4 + 0.8 * p, 0.05])[None, :, None, None]
-        x0 = base * (0.5 + 1.0 * p) + cast + 0.6 * (1 - p) * torch.randn(2, 4, 32, 32, generator=g)
-        timesteps = torch.full((2,), t)
-        trace.record(timesteps, x0, apply(BLOG, x0, timesteps), label="first pass")
-    data = trace.finish()
-    plot = render_plot(data, 0, windows=schedule_windows(BLOG), title="Example: yellow cast, post defaults")
-    _check_plot(plot)
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    plot.save(os.path.join(ARTIFACTS, "diagnostics_plot_example.png"))
-    channel_view_images(data, 0).save(os.path.join(ARTIFACTS, "diagnostics_channel_view_example.png"))

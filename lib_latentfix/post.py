@@ -1,8 +1,12 @@
-"""The source post's functions, verbatim (../shared/seeds/sdxl-latent-space-explained.zh.md), as the reference.
+"""The source post's functions, verbatim: the reference for the tests and the baseline for the benchmark.
 
-Only the imports and this docstring are added. Note the post's quirks kept here on purpose: center_tensor and
-maximize_tensor change batch element 0 only (and write into their input), soft_clamp_tensor's guard and the
-callback's adaptive threshold look at the whole batch.
+From Timothy Alexis Vass, "Explaining the SDXL latent space"
+(https://huggingface.co/blog/TimothyAlexisVass/explaining-the-sdxl-latent-space), as given in its Chinese
+translation "【译】解释 SDXL 的隐空间" (2024-02-18), the project's source post. Only the imports
+and this docstring are added; the code below is the post's, character for character, and is never called on
+the hot path. Its quirks are kept on purpose: center_tensor and maximize_tensor change batch element 0 only
+(and write into their input), soft_clamp_tensor's guard and the callback's adaptive threshold look at the
+whole batch (and make the host wait for the device).
 """
 
 import torch

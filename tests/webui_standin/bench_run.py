@@ -1,0 +1,74 @@
+"""Whole-run benchmark on the stand-in host: what the extension adds to a real txt2img run, next to the post's
+callback looped per image over the same timesteps, measured side by side in one run (a report, not a test).
+
+    python tests/webui_standin/bench_run.py            # 1024x1024, batch 4, 30 Euler steps, Post defaults
+    python tests/webui_standin/bench_run.py --quick    # small and short: a smoke test
+
+Runs alternate (off, on, off, on, …) so machine noise hits both alike; medians are reported. The stand-in's model
+is a cheap deterministic toy, so "run off" is mostly the sampler's own arithmetic: the added time is what counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+
+import torch  # noqa: E402
+
+from webui_standin import harness  # noqa: E402
+
+from lib_latentfix import bench  # noqa: E402
+from lib_latentfix.arguments import to_positional  # noqa: E402
+from lib_latentfix.settings import DEFAULTS  # noqa: E402
+from lib_latentfix.sigmas import sigma_to_t  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args(argv)
+    size, batch, steps, reps = (256, 2, 8, 2) if args.quick else (1024, 4, 30, args.reps)
+    host = harness.make_host("a1111", "sdxl")
+    host.load_extension()
+    on, off = to_positional(replace(DEFAULTS, enabled=True)), to_positional(DEFAULTS)
+    kw = dict(width=size, height=size, batch_size=batch, steps=steps, sampler="Euler", seed=1)
+    events = host.record_callbacks(keep_tensors=False)
+    host.txt2img(off, **kw)  # warm-up, and the timesteps of the run
+    t = [float(sigma_to_t(e["sigma"][-1:], host.model.alphas_cumprod)) for e in events if e["kind"] == "cfg_denoiser"]
+    events.clear()
+    times = {"off": [], "on": []}
+    for _ in range(reps):
+        for name, script_args in (("off", off), ("on", on)):
+            start = time.perf_counter()
+            host.txt2img(script_args, **kw)
+            times[name].append(time.perf_counter() - start)
+    x = bench.make_latent(batch, size // 8, torch.device("cpu"))
+    post = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for timestep in t:
+            bench.post_callback_looped(timestep)(x)
+        post.append(time.perf_counter() - start)
+    run_off, run_on, post_loop = (statistics.median(v) for v in (times["off"], times["on"], post))
+    added = run_on - run_off
+    print(f"stand-in txt2img {size}x{size}, batch {batch}, {steps} Euler steps, Post defaults; torch threads "
+          f"{torch.get_num_threads()}; medians of {reps}")
+    print(f"  run with the extension off : {run_off * 1e3:9.1f} ms")
+    print(f"  run with the extension on  : {run_on * 1e3:9.1f} ms")
+    print(f"  added by the extension     : {added * 1e3:9.1f} ms")
+    print(f"  post's callback looped per image over the same {len(t)} timesteps: {post_loop * 1e3:9.1f} ms")
+    ratio = added / post_loop
+    print(f"  [{'PASS' if ratio <= 1 / 3 else 'MISS'}] added time ≤ 1/3 of the post's loop: measured {ratio:.2f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
