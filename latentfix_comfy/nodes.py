@@ -185,18 +185,13 @@ class LatentFixLatentView:
         latents = samples["samples"].detach().to("cpu", torch.float32) * LATENT_SPACES[latent_space]
         if latents.dim() == 5:  # video latents [B, C, T, H, W]: one view per frame
             latents = latents.movedim(2, 1).reshape(-1, latents.shape[1], *latents.shape[-2:])
-        views = [_channel_view(latents[i], value_range=float(value_range)) for i in range(len(latents))]
+        views = [preview.channel_view(latents[i], value_range=float(value_range)) for i in range(len(latents))]
         channels = _stack(views)
         if latents.shape[1] != 4:
             message(f"latent view: {latents.shape[1]}-channel latent; the RGB approximation needs 4 channels "
                     "(the channel view is returned instead)")
             return (channels, channels)
         return (channels, _stack(preview.latents_to_rgb(latents, scale=int(rgb_scale))))
-
-
-# preview.channel_view is memoised per tensor object (lru_cache): every ComfyUI run brings new tensors, so the
-# undecorated function is called here, leaving nothing behind between runs.
-_channel_view = getattr(preview.channel_view, "__wrapped__", preview.channel_view)
 
 
 def _stack(images: list) -> torch.Tensor:

@@ -132,7 +132,16 @@ def txt2img(ckpt: str, *, latentfix: Optional[dict] = None, advanced: bool = Fal
     return prompt
 
 
-def advanced_defaults(comfy: ComfyUI) -> dict:
-    """The advanced node's inputs with their defaults, as the server describes them."""
-    required = comfy.get_json("/object_info/LatentFixAdvanced")["LatentFixAdvanced"]["input"]["required"]
+def node_defaults(comfy: ComfyUI, node: str) -> dict:
+    """A node's inputs with their defaults, as the server describes them (the frontend sends every widget)."""
+    required = comfy.get_json(f"/object_info/{node}")[node]["input"]["required"]
     return {name: spec[1]["default"] for name, spec in required.items() if name != "model"}
+
+
+def advanced_defaults(comfy: ComfyUI) -> dict:
+    return node_defaults(comfy, "LatentFixAdvanced")
+
+
+def simple_settings(comfy: ComfyUI, **values: Any) -> dict:
+    """The LatentFix node's inputs: its defaults (preset, strength) with ``values`` over them."""
+    return dict(node_defaults(comfy, "LatentFix"), **values)

@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from latentfix_comfyui_client import URL_ENV, ComfyUI, txt2img  # noqa: E402
+from latentfix_comfyui_client import URL_ENV, ComfyUI, simple_settings, txt2img  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -30,8 +30,8 @@ LAYOUT = {"1": (20, 60, 330), "2": (380, 300, 330), "3": (380, 540, 330), "4": (
 TITLES = {"10": "Preview: channels", "11": "Preview: RGB approximation"}
 
 
-def example_prompt(ckpt: str) -> dict:
-    prompt = txt2img(ckpt, latentfix={"preset": "Post defaults"}, view=True, prefix="latentfix")
+def example_prompt(comfy: ComfyUI) -> dict:
+    prompt = txt2img(comfy.checkpoint(), latentfix=simple_settings(comfy), view=True, prefix="latentfix")
     prompt["4"]["inputs"].update(width=1024, height=1024)
     prompt["6"]["inputs"].update(steps=25, seed=42)
     for node in ("10", "11"):  # the views are for looking at, not for saving
@@ -44,7 +44,7 @@ def main() -> int:
 
     url = os.environ.get(URL_ENV, "http://127.0.0.1:8188")
     comfy = ComfyUI(url)
-    api = example_prompt(comfy.checkpoint())
+    api = example_prompt(comfy)
     examples = os.path.join(REPO, "latentfix_comfy", "examples")
     os.makedirs(examples, exist_ok=True)
     portable = json.loads(json.dumps(api).replace(comfy.checkpoint(), "sd_xl_base_1.0.safetensors"))

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from latentfix_comfyui_client import SIZE, PromptRejected, advanced_defaults, pixels, txt2img
+from latentfix_comfyui_client import SIZE, PromptRejected, advanced_defaults, pixels, simple_settings, txt2img
 from lib_latentfix import settings as lf_settings
 
 
@@ -35,12 +35,16 @@ def test_the_three_nodes_are_registered_with_the_settings_table(comfy):
 
 def test_on_changes_the_image_and_a_correction_that_does_nothing_leaves_it_bit_identical(comfy, off):
     ckpt = comfy.checkpoint()
-    on = comfy.images(comfy.run(txt2img(ckpt, latentfix={"preset": "Post defaults"}, prefix="lf_on")), "8")[0]
+    on = comfy.images(comfy.run(txt2img(ckpt, latentfix=simple_settings(comfy), prefix="lf_on")), "8")[0]
     nothing = dict(advanced_defaults(comfy), clamp_enabled=False, center_enabled=False, maximize_enabled=False)
     none = comfy.images(comfy.run(txt2img(ckpt, latentfix=nothing, advanced=True, prefix="lf_none")), "8")[0]
     assert on.size == off.size == (SIZE, SIZE)
     assert diff(on, off) > 10
     assert diff(none, off) == 0
+    if "strength" in comfy.get_json("/object_info/LatentFix")["LatentFix"]["input"]["required"]:
+        zero = comfy.images(comfy.run(txt2img(ckpt, latentfix=simple_settings(comfy, strength=0.0),
+                                              prefix="lf_zero")), "8")[0]
+        assert diff(zero, off) == 0
 
 
 def test_the_workflow_in_the_png_restores_the_settings(comfy, off):
@@ -75,29 +79,29 @@ def test_an_invalid_value_gets_comfyuis_own_validation_message(comfy, name, valu
 
 def test_an_unknown_preset_is_refused_as_not_in_list(comfy):
     with pytest.raises(PromptRejected) as rejected:
-        comfy.queue(txt2img(comfy.checkpoint(), latentfix={"preset": "Nope"}, prefix="lf_bad"))
+        comfy.queue(txt2img(comfy.checkpoint(), latentfix=simple_settings(comfy, preset="Nope"), prefix="lf_bad"))
     assert rejected.value.body["node_errors"]["5"]["errors"][0]["type"] == "value_not_in_list"
 
 
 def test_each_image_of_a_batch_gets_what_it_gets_alone(comfy):
     ckpt = comfy.checkpoint()
-    single = comfy.images(comfy.run(txt2img(ckpt, latentfix={"preset": "Post defaults"}, prefix="lf_b1")), "8")[0]
-    pair = comfy.images(comfy.run(txt2img(ckpt, latentfix={"preset": "Post defaults"}, batch=2, prefix="lf_b2")), "8")
+    single = comfy.images(comfy.run(txt2img(ckpt, latentfix=simple_settings(comfy), prefix="lf_b1")), "8")[0]
+    pair = comfy.images(comfy.run(txt2img(ckpt, latentfix=simple_settings(comfy), batch=2, prefix="lf_b2")), "8")
     assert len(pair) == 2
     assert diff(pair[0], single) <= 2  # the first noise row is the same; UNet batch arithmetic may differ in the last bit
     assert diff(pair[1], single) > 10
 
 
 def test_latent_view_shows_channels_and_the_rgb_approximation(comfy):
-    entry = comfy.run(txt2img(comfy.checkpoint(), latentfix={"preset": "Post defaults"}, view=True, prefix="lf_view"))
+    entry = comfy.run(txt2img(comfy.checkpoint(), latentfix=simple_settings(comfy), view=True, prefix="lf_view"))
     channels, rgb = comfy.images(entry, "10")[0], comfy.images(entry, "11")[0]
     assert rgb.size == (SIZE, SIZE)
     assert channels.width > 4 * SIZE // 8 and channels.height > SIZE // 8
     assert pixels(rgb).std() > 1
 
 
-def inpaint(ckpt: str, latentfix: bool) -> dict:
-    prompt = txt2img(ckpt, latentfix={"preset": "Post defaults"} if latentfix else None, prefix="lf_inpaint")
+def inpaint(comfy, latentfix: bool) -> dict:
+    prompt = txt2img(comfy.checkpoint(), latentfix=simple_settings(comfy) if latentfix else None, prefix="lf_inpaint")
     prompt["12"] = {"class_type": "LoadImage", "inputs": {"image": "lf_inpaint.png"}}
     prompt["13"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["12", 0], "vae": ["1", 2]}}
     prompt["14"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["13", 0], "mask": ["12", 1]}}
@@ -109,13 +113,13 @@ def test_inpainting_with_a_noise_mask_runs_and_is_corrected(comfy):
     ckpt = comfy.checkpoint()
     if "lf_inpaint.png" not in comfy.get_json("/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"][0]:
         pytest.skip("input/lf_inpaint.png (an RGBA image with a transparent centre) is not on the server")
-    on = comfy.images(comfy.run(inpaint(ckpt, True)), "8")[0]
-    plain = comfy.images(comfy.run(inpaint(ckpt, False)), "8")[0]
+    on = comfy.images(comfy.run(inpaint(comfy, True)), "8")[0]
+    plain = comfy.images(comfy.run(inpaint(comfy, False)), "8")[0]
     assert diff(on, plain) > 0
 
 
 def test_two_sampler_refiner_workflow(comfy, off):
-    prompt = txt2img(comfy.checkpoint(), latentfix={"preset": "Post defaults"}, prefix="lf_refiner")
+    prompt = txt2img(comfy.checkpoint(), latentfix=simple_settings(comfy), prefix="lf_refiner")
     common = {k: prompt["6"]["inputs"][k] for k in ("model", "cfg", "sampler_name", "scheduler", "positive", "negative")}
     prompt["6"] = {"class_type": "KSamplerAdvanced", "inputs": dict(
         common, add_noise="enable", noise_seed=1234, steps=12, latent_image=["4", 0], start_at_step=0, end_at_step=8,
