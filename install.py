@@ -5,14 +5,12 @@ reports whether torch and gradio are present in supported versions, in one conso
 """
 
 import importlib.metadata
-import importlib.util
 import os
+import sys
 
-# hostcheck.py is loaded by path: importing the lib_latentfix package would import torch, which may be missing.
-_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib_latentfix", "hostcheck.py")
-_spec = importlib.util.spec_from_file_location("latentfix_hostcheck", _path)
-hostcheck = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hostcheck)
+# The package's __init__ is lazy: this imports the host check alone, not torch (which may not be installed yet).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib_latentfix import hostcheck  # noqa: E402
 
 
 def installed_version(name):

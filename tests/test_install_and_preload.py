@@ -56,3 +56,27 @@ def test_install_runs_even_where_torch_cannot_be_imported(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("[LatentFix] host check")
+
+
+def test_install_runs_before_torch_is_installed(tmp_path):
+    """The WebUI runs install.py before it has installed torch on a first start: the lazy package imports none."""
+    (tmp_path / "torch.py").write_text("raise ImportError('torch is not installed yet')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "install.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[LatentFix] host check")
+
+
+def test_the_core_imports_no_host_package():
+    """lib_latentfix is host-free: importing every module of it loads neither the WebUI, gradio nor ComfyUI."""
+    code = (
+        "import pkgutil, importlib, sys, lib_latentfix\n"
+        "for m in pkgutil.iter_modules(lib_latentfix.__path__):\n"
+        "    importlib.import_module('lib_latentfix.' + m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('modules', 'gradio', 'comfy', 'modules_forge'))\n"
+        "print(bad)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -5,7 +5,6 @@ The reference is the same generation with the host saying it cannot know the tim
 windows on the device with each row's own timestep, as every call did before).
 """
 
-import itertools
 
 import pytest
 import torch

@@ -1,0 +1,27 @@
+"""Shared by the glue tests: the settings in positional form, a run without the extension."""
+
+from dataclasses import replace
+
+from webui_standin import harness
+
+from lib_latentfix.arguments import to_positional
+from lib_latentfix.settings import DEFAULTS
+
+ON = replace(DEFAULTS, enabled=True)
+
+
+def args(**changes):
+    """Positional script args (ui() order) for the defaults with ``changes``, enabled."""
+    return to_positional(replace(ON, **changes))
+
+
+def run_without_extension(flavour="a1111", **kw):
+    host = harness.make_host(flavour, "sdxl")
+    return host.txt2img(**kw)
+
+
+def our_callbacks():
+    """The names of this extension's registered callbacks, per category."""
+    import modules.script_callbacks as sc
+
+    return {cat: [e.name for e in entries if "latentfix" in e.name] for cat, entries in sc.callback_map.items()}
