@@ -144,8 +144,11 @@ class ChannelStats:
 
 
 def _finite_rows(*stats: Optional[Tensor]) -> Tensor:
-    """Per image (``[B, C]`` statistics → ``[B]``): is every statistic finite? A NaN or ±inf in the image reaches
-    its mean (which cannot overflow, see :func:`_mean`), its minimum or its maximum."""
+    """Per image (``[B, C]`` statistics → ``[B]``): is every statistic finite?
+
+    One statistic is enough when it is the mean: a NaN or ±inf anywhere in the image reaches the mean, and the mean
+    itself cannot overflow (see :func:`_mean`), so it is finite exactly when the image is.
+    """
     finite = None
     for values in stats:
         if values is not None:
@@ -165,8 +168,12 @@ def _mean(work: Tensor) -> Tensor:
         return work.mean(dim=-1)
     if work.device.type == "cuda":
         return work.mean(dim=-1, dtype=torch.float64).to(work.dtype)
-    n = work.shape[-1]
-    return torch.matmul(work, torch.full((n,), 1.0 / n, dtype=work.dtype, device=work.device))
+    return torch.matmul(work, _averaging_vector(work.shape[-1], work.dtype, work.device))
+
+
+@functools.lru_cache(maxsize=16)
+def _averaging_vector(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.full((n,), 1.0 / n, dtype=dtype, device=device)
 
 
 def channel_stats(x: Tensor, mask: Optional[Tensor] = None, *, ranges: bool = True) -> ChannelStats:
@@ -185,7 +192,7 @@ def channel_stats(x: Tensor, mask: Optional[Tensor] = None, *, ranges: bool = Tr
         share = weight / total[..., None].clamp_min(torch.finfo(work.dtype).tiny)
         mean = torch.where(weight > 0, work, 0.0).mul_(share).sum(dim=2)
     low, high = _ranges(work, weight) if ranges else (None, None)
-    usable = _finite_rows(mean, low, high)
+    usable = _finite_rows(mean)  # min and max are finite whenever the mean is (see _finite_rows)
     if total is not None:
         usable = usable & (total[:, 0] > 0)
     return _kept(mean, low, high, usable)
@@ -196,7 +203,7 @@ def with_ranges(stats: ChannelStats, x: Tensor, mask: Optional[Tensor]) -> Chann
     if stats.has_range:
         return stats
     low, high = _ranges(*_flat(x, mask))
-    return _kept(stats.mean, low, high, stats.usable & _finite_rows(low, high))
+    return _kept(stats.mean, low, high, stats.usable)
 
 
 def _flat(x: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
@@ -214,10 +221,9 @@ def _ranges(work: Tensor, weight: Optional[Tensor]) -> tuple[Tensor, Tensor]:
 def _kept(mean: Tensor, low: Optional[Tensor], high: Optional[Tensor], usable: Tensor) -> ChannelStats:
     """The statistics with those of unusable images replaced by 0 (so every coefficient stays finite)."""
     keep = usable[:, None]
-    zero = torch.zeros((), dtype=mean.dtype, device=mean.device)
 
     def kept(values: Optional[Tensor]) -> Optional[Tensor]:
-        return None if values is None else torch.where(keep, values, zero)
+        return None if values is None else torch.where(keep, values, 0.0)
 
     return ChannelStats(kept(mean), kept(low), kept(high), usable)
 
@@ -272,11 +278,11 @@ class Affine:
         ref = self.scale if self.scale is not None else self.offset
         if ref is None:
             return x.clone()
-        work = x.to(ref.dtype)
+        work = x if x.dtype == ref.dtype else x.to(ref.dtype)
         out = work.mul(self.scale[:, :, None, None]) if self.scale is not None else None
         if self.offset is not None:
             out = work.add(self.offset[:, :, None, None]) if out is None else out.add_(self.offset[:, :, None, None])
-        return out.to(x.dtype)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
@@ -286,9 +292,11 @@ def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
 
 
 @functools.lru_cache(maxsize=64)
-def _selector(channels: tuple[int, ...], n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+def _selector(channels: tuple[int, ...], n: int, device: torch.device, dtype: torch.dtype,
+              complement: bool = False) -> Tensor:
     bits = sum(1 << c for c in channels)
-    return ((bits >> torch.arange(n, device=device)) & 1).to(dtype)
+    chosen = ((bits >> torch.arange(n, device=device)) & 1).to(dtype)
+    return 1.0 - chosen if complement else chosen
 
 
 def channel_selector(channels: Sequence[int], like: Tensor) -> Tensor:
@@ -313,10 +321,21 @@ def center_affine(
     Each listed channel loses ``mean × channel_shift``; then the whole image loses its (new) mean ×
     ``full_shift``. All channels cover the same pixels, so the whole mean is the mean of channel means.
     """
-    per_channel = stats.mean * (channel_selector(channels, stats.mean) * channel_shift)
-    whole = (stats.mean - per_channel).mean(dim=1, keepdim=True) * full_shift
-    offset = (per_channel + whole).neg_()
+    mix = _center_matrix(tuple(channels), float(channel_shift), float(full_shift), stats.mean.shape[-1],
+                         stats.mean.dtype, stats.mean.device)
+    offset = torch.matmul(stats.mean, mix).neg_()
     return Affine(None, offset if _is_one(weight) else offset * _per_image(weight))
+
+
+@functools.lru_cache(maxsize=64)
+def _center_matrix(channels: tuple[int, ...], channel_shift: float, full_shift: float, n: int, dtype: torch.dtype,
+                   device: torch.device) -> Tensor:
+    """``[C, C]`` M with ``mean @ M`` = what center removes from each channel: channel_shift × its own mean (listed
+    channels), then full_shift × the mean of what is left, averaged over all channels."""
+    kept = [1.0 - channel_shift if c in channels else 1.0 for c in range(n)]
+    rows = [[(channel_shift if (k == c and k in channels) else 0.0) + full_shift * kept[k] / n for c in range(n)]
+            for k in range(n)]
+    return torch.tensor(rows, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int], weight: Weight = 1.0) -> Affine:
@@ -332,7 +351,9 @@ def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int
     share = channel_selector(channels, stats.mean)
     if not _is_one(weight):
         share = share * _per_image(weight)
-    return Affine(factor[:, None] * share + (1.0 - share), None)
+        return Affine(factor[:, None] * share + (1.0 - share), None)
+    return Affine(factor[:, None] * share + _selector(tuple(channels), share.shape[-1], share.device, share.dtype,
+                                                      complement=True), None)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -371,14 +392,16 @@ def soft_clamp_change(x: Tensor, threshold: Tensor, boundary: Tensor, applies: T
     thr = torch.where(applies, threshold.to(dtype), torch.finfo(dtype).max)[:, None, None, None]
     room = torch.where(applies, (boundary - threshold).to(dtype), 0.0)[:, None, None, None]
     tiny = torch.finfo(dtype).tiny
-    # per pixel: the excess beyond ±threshold over the largest excess of that pixel (0…1): the post's ratio
-    reach_over = (work.amax(dim=1, keepdim=True) - thr).clamp_min_(tiny).reciprocal_()
-    reach_under = (work.amin(dim=1, keepdim=True).neg_() - thr).clamp_min_(tiny).reciprocal_()
-    over = (work - thr).clamp_min_(0.0)
-    under = (work + thr).clamp_max_(0.0)
-    ratio = over * reach_over
-    ratio.add_(under * reach_under)
-    change = ratio.mul_(room).sub_(over).sub_(under)
+    huge = torch.finfo(dtype).max
+    # per pixel, [B, 1, H, W]: the excess beyond ±threshold is scaled by room / (the pixel's largest excess) — the
+    # post's ratio — so the change is the excess times (that factor − 1). Where no value of the pixel exceeds the
+    # threshold the factor is huge (kept finite, so that 0 × factor is 0) and the excess is 0.
+    shrink_over = (work.amax(dim=1, keepdim=True) - thr).clamp_min_(tiny).reciprocal_().mul_(room)
+    shrink_over.clamp_max_(huge).sub_(1.0)
+    shrink_under = (work.amin(dim=1, keepdim=True).neg_() - thr).clamp_min_(tiny).reciprocal_().mul_(room)
+    shrink_under.clamp_max_(huge).sub_(1.0)
+    change = (work - thr).clamp_min_(0.0).mul_(shrink_over)
+    change.add_((work + thr).clamp_max_(0.0).mul_(shrink_under))
     return torch.nan_to_num_(change, nan=0.0, posinf=0.0, neginf=0.0)
 
 

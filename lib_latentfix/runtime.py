@@ -10,7 +10,7 @@ fields are written only here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -93,7 +93,7 @@ def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Te
     device: False where the prediction held NaN/inf), or None when no step looked at it.
     """
     rows = prediction.shape[0]
-    steps = schedule if call.steps is None else replace(schedule, steps=call.steps)
+    steps = schedule if call.steps is None else Schedule(schedule.name, call.steps)
     t = prediction_rows(rows, call.timesteps)
     if call.alpha_bar is None:
         return run(steps, prediction, t, mask=call.mask)
@@ -121,7 +121,7 @@ class Job:
         self._started = False
         self._corrected: set[str] = set()  # correction points that changed a prediction
         self._failure: Optional[str] = None
-        self._nonfinite: Optional[Tensor] = None  # on the device, read once at the end
+        self._usable: list[Tensor] = []  # per corrected prediction, which rows were finite (on the device)
         self._missed = 0  # model calls whose prediction never reached the correction
         self._call: Optional[ModelCall] = None
         self._host: Optional[HostTimesteps] = None
@@ -204,9 +204,8 @@ class Job:
             return None
         try:
             corrected, usable = correct(self.schedule, prediction, call)
-            if usable is not None:  # the statistics already told which rows held NaN/inf: count them on the device
-                bad = usable.logical_not().sum()
-                self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+            if usable is not None:  # the statistics already told which rows held NaN/inf: counted at the end
+                self._usable.append(usable)
             if self.observer is not None:
                 self.observer(point, prediction, corrected, call)
         except Exception as error:  # never break the generation
@@ -242,7 +241,8 @@ class Job:
         """The generation is over: its console lines (reads the device's non-finite count, once)."""
         self._call = None
         lines = []
-        bad = int(self._nonfinite) if self._nonfinite is not None else 0
+        bad = int(torch.cat(self._usable).logical_not().sum()) if self._usable else 0  # the one read, at the end
+        self._usable = []
         if bad:
             lines.append(f"{bad} image prediction(s) held NaN/inf values; those were left uncorrected (the model or "
                          "another extension produced them)")

@@ -199,16 +199,17 @@ class _Runner:
     """Applies steps in order, folding consecutive center/maximize steps into one affine map. Statistics are taken
     when a step needs them, and only those it needs (center: the means; maximize and soft clamp: the ranges too)."""
 
-    def __init__(self, x: Tensor, mask: Optional[Tensor]):
+    def __init__(self, x: Tensor, mask: Optional[Tensor], ranges: bool):
         self.current = x
         self.mask = mask
+        self.ranges = ranges  # take min and max with the first statistics (a later step will need them)
         self.base_stats: Optional[ChannelStats] = None
         self.pending: Optional[Affine] = None
         self.usable: Optional[Tensor] = None  # which images of the input had finite statistics
 
     def stats(self, ranges: bool) -> ChannelStats:
         if self.base_stats is None:
-            self.base_stats = channel_stats(self.current, self.mask, ranges=ranges)
+            self.base_stats = channel_stats(self.current, self.mask, ranges=ranges or self.ranges)
         elif ranges and not self.base_stats.has_range:
             self.base_stats = with_ranges(self.base_stats, self.current, self.mask)
         if self.usable is None:
@@ -278,7 +279,9 @@ def run(
             check_channels("channels", channels, x.shape[1])
     t = None if timesteps is None else as_timesteps(timesteps, x)
     weight_mask = repaint_weight(mask, x)
-    runner = _Runner(x, weight_mask)
+    if isinstance(t, float):
+        steps = [step for step in steps if step.is_active_at(t)]
+    runner = _Runner(x, weight_mask, ranges=any(not isinstance(step.filter, Center) for step in steps))
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     windows: dict[tuple[float, float], tuple[Tensor, Tensor]] = {}  # one mask per distinct window
     for step in steps:
