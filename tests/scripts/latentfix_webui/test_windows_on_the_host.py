@@ -164,3 +164,32 @@ def test_unknown_sampler_timesteps_fall_back_with_one_console_line(monkeypatch, 
     host.txt2img(args(), steps=6, seed=3, sampler="Euler", n_iter=2)
     out = capsys.readouterr().out
     assert out.count("timesteps not known before sampling (sampler 'Euler')") == 1
+
+
+def test_no_repeated_work_per_model_call(monkeypatch):
+    """The schedule, the skip decision and the infotext text are computed once per generation, not per call."""
+    import lib_latentfix.infotext as lf_infotext
+    import lib_latentfix.runtime as lf_runtime
+    from lib_latentfix.settings import Settings
+
+    counts = {"encode": 0, "schedule": 0, "skip": 0}
+    encode, schedule, skip = lf_infotext.encode, Settings.schedule, lf_runtime.skip_reason
+
+    def counted(name, fn):
+        def wrapper(*a, **kw):
+            counts[name] += 1
+            return fn(*a, **kw)
+        return wrapper
+
+    monkeypatch.setattr(lf_infotext, "encode", counted("encode", encode))
+    monkeypatch.setattr(Settings, "schedule", counted("schedule", schedule))
+    monkeypatch.setattr(lf_runtime, "skip_reason", counted("skip", skip))
+    host = harness.make_host("a1111", "sdxl")
+    host.load_extension()
+    for key in counts:
+        counts[key] = 0
+    run = host.txt2img(args(), steps=10, seed=3, batch_size=2, sampler="Euler", enable_hr=True,
+                       hr_second_pass_steps=4)
+    assert "LatentFix: " in run.processed.infotexts[0]
+    # per generation: argument checks and the job build the schedule a few times; 14 model calls build none
+    assert counts["schedule"] <= 6 and counts["skip"] <= 3 and counts["encode"] <= 3, counts
