@@ -68,19 +68,21 @@ def finish(p: Any, processed: Any, job: Job, recorder: Recorder) -> None:
         for image in range(data.images):
             index = iteration * int(getattr(p, "batch_size", data.images)) + image
             seed = seeds[index] if index < len(seeds) else seeds[-1]
-            if path:
-                _write_trace(path, data, image, index, seed, p)
+            if path and not _write_trace(path, data, image, index, seed, p):
+                path = None  # said once; the gallery images still come
             if settings.diagnostics:
                 _draw(p, processed, data, image, index, seed, boundary, windows)
 
 
-def _write_trace(path: str, data: Any, image: int, index: int, seed: Any, p: Any) -> None:
+def _write_trace(path: str, data: Any, image: int, index: int, seed: Any, p: Any) -> bool:
     meta = {"image_index": index, "seed": seed, "sampler": getattr(p, "sampler_name", None),
             "steps": getattr(p, "steps", None), "cfg_scale": getattr(p, "cfg_scale", None)}
     try:
         lf_trace.write_jsonl(path, lf_trace.trace_records(data, meta=meta, image=image))
     except lf_trace.TraceFileError as error:  # the file, not the drawing: the gallery images still come
-        host.log(str(error))
+        host.log(f"{error}; the diagnostics images are not affected")
+        return False
+    return True
 
 
 def _draw(p: Any, processed: Any, data: Any, image: int, index: int, seed: Any, boundary: float, windows) -> None:

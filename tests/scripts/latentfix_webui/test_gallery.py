@@ -67,3 +67,14 @@ def test_diagnostics_with_hires_and_batch_count(a1111):
                                  hr_second_pass_steps=3, denoising_strength=0.5)
     captions = [t for t in processed.infotexts if t.startswith("LatentFix diagnostics")]
     assert len(captions) == 4 and "seed 2" in captions[2]
+
+
+def test_an_unwritable_trace_file_is_named_and_the_gallery_images_stay(a1111, tmp_path, monkeypatch, capsys):
+    from modules import shared
+
+    monkeypatch.setattr(shared.cmd_opts, "latentfix_trace", str(tmp_path / "no such folder" / "trace.jsonl"),
+                        raising=False)
+    _, processed = a1111.txt2img(args(diagnostics=True), batch_size=2, steps=6, seed=1)
+    out = capsys.readouterr().out
+    assert len(processed.images) == 2 + 4  # both images' chart and channel view
+    assert out.count("trace file") == 1 and "could not be drawn" not in out
