@@ -72,8 +72,8 @@ def test_diagnostics_with_hires_and_batch_count(a1111):
 def test_an_unwritable_trace_file_is_named_and_the_gallery_images_stay(a1111, tmp_path, monkeypatch, capsys):
     from modules import shared
 
-    monkeypatch.setattr(shared.cmd_opts, "latentfix_trace", str(tmp_path / "no such folder" / "trace.jsonl"),
-                        raising=False)
+    (tmp_path / "a file").write_text("not a folder")  # unwritable even for root: its parent is a file
+    monkeypatch.setattr(shared.cmd_opts, "latentfix_trace", str(tmp_path / "a file" / "trace.jsonl"), raising=False)
     _, processed = a1111.txt2img(args(diagnostics=True), batch_size=2, steps=6, seed=1)
     out = capsys.readouterr().out
     assert len(processed.images) == 2 + 4  # both images' chart and channel view
