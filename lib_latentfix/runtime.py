@@ -126,6 +126,7 @@ class Job:
         self._call: Optional[ModelCall] = None
         self._host: Optional[HostTimesteps] = None
         self._host_key: Any = None
+        self._decided: dict[int, Optional[tuple[Step, ...]]] = {}
         self._unknown_why: Optional[str] = None
         self._said_unknown = False
         self._skips: dict[tuple[bool, bool], Optional[str]] = {}
@@ -158,6 +159,7 @@ class Job:
         """A sampler run starts: ``host`` is what the host knows of its timesteps (None: nothing, because of
         ``why``), ``key`` names the run (a model call of another run never uses these timesteps)."""
         self._host, self._host_key, self._unknown_why = host, key, why
+        self._decided: dict[int, Optional[tuple[Step, ...]]] = {}  # call index → the steps decided for it
 
     def begin_call(self, key: Any, call_index: int, capture: Callable[[Optional[tuple[Step, ...]], Optional[tuple[float, float]]], ModelCall]) -> bool:
         """A model call of run ``key`` starts. Decides on the host, where it can, which steps are active; when none
@@ -167,8 +169,9 @@ class Job:
         self.skip_call()
         if not self._active:
             return False
-        bounds = self._host.bounds(call_index) if self._host is not None and key == self._host_key else None
-        steps = None if bounds is None else steps_between(self.schedule, *bounds)
+        known = self._host is not None and key == self._host_key
+        bounds = self._host.bounds(call_index) if known else None
+        steps = self._steps_at(call_index, bounds) if bounds is not None else None
         if steps == ():
             return False
         if bounds is None and not self._said_unknown:
@@ -178,6 +181,12 @@ class Job:
                          "for this pass, which computes every filter (slower, same result)")
         self._call = capture(steps, bounds)
         return True
+
+    def _steps_at(self, call_index: int, bounds: tuple[float, float]) -> Optional[tuple[Step, ...]]:
+        """The steps decided for model call ``call_index`` of the current pass (decided once per call index)."""
+        if call_index not in self._decided:
+            self._decided[call_index] = steps_between(self.schedule, *bounds)
+        return self._decided[call_index]
 
     def skip_call(self) -> None:
         """A model call starts that is not corrected (its pass is skipped)."""
