@@ -114,8 +114,8 @@ def test_callbacks_do_no_tensor_work_when_off(a1111):
 
 
 def test_on_changes_the_image_and_writes_infotext(a1111):
-    off, _ = a1111.txt2img(batch_size=2, steps=8, seed=3)
-    on, processed = a1111.txt2img(args(), batch_size=2, steps=8, seed=3)
+    off, _ = a1111.txt2img(batch_size=2, steps=12, seed=3)
+    on, processed = a1111.txt2img(args(), batch_size=2, steps=12, seed=3)
     assert not torch.equal(on, off)
     info = processed.infotexts[0]
     assert f"{VERSION_KEY}: " in info and f"{PRESET_KEY}: Post defaults" in info
@@ -369,10 +369,10 @@ def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch, c
 
 
 def test_named_settings_dict_as_the_only_api_arg(a1111):
-    named, processed = a1111.txt2img([{"enabled": True, "preset": "Gentle", "maximize_boundary": 3.5}], steps=6,
+    named, processed = a1111.txt2img([{"enabled": True, "preset": "Gentle", "maximize_boundary": 3.5}], steps=12,
                                      seed=1, is_api=True)
     positional, _ = a1111.txt2img(args(clamp_strength=0.5, center_strength=0.5, maximize_strength=0.5,
-                                       maximize_boundary=3.5), steps=6, seed=1, is_api=True)
+                                       maximize_boundary=3.5), steps=12, seed=1, is_api=True)
     assert torch.equal(named, positional)
     assert "boundary=3.5" in processed.infotexts[0]
 
@@ -394,7 +394,7 @@ def test_infotext_pastes_back_every_control(a1111):
 
     chosen = replace(ON, preset="Custom", clamp_adaptive=False, clamp_threshold=3.0, center_channels=(1, 2),
                      maximize_boundary=3.25, apply_in_hires=False)
-    _, processed = a1111.txt2img(to_positional(chosen), steps=6, seed=1)
+    _, processed = a1111.txt2img(to_positional(chosen), steps=12, seed=1)
     script = a1111.extension.script("txt2img")
     pasted = infotext_utils.paste_infotext(script.infotext_fields, processed.infotexts[0])
     assert pasted == to_positional(chosen)
@@ -451,13 +451,13 @@ def test_xyz_axes_are_registered_once(with_xyz):
 
 def test_xyz_cells_get_their_own_values_and_infotext(with_xyz):
     host, xyz = with_xyz
-    base = host.txt2img(steps=4, seed=1)  # extension off in the UI
+    base = host.txt2img(steps=12, seed=1)  # extension off in the UI
     cells = xyz.run_cells(base.p, "[LatentFix] Enable", ["True", "False"])
     assert "LatentFix: " in cells[0].infotexts[0]
     assert "LatentFix" not in cells[1].infotexts[0]
     boundary = xyz.run_cells(base.p, "[LatentFix] Maximize boundary", [2.0, 3.5])
     assert all("LatentFix" not in r.infotexts[0] for r in boundary)  # a parameter axis alone does not enable
-    on = host.txt2img(args(), steps=4, seed=1)
+    on = host.txt2img(args(), steps=12, seed=1)
     two = xyz.run_cells(on.p, "[LatentFix] Maximize boundary", [2.0, 3.5])
     assert "boundary=2;" in two[0].infotexts[0] and "boundary=3.5;" in two[1].infotexts[0]
     assert not hasattr(on.p, "latentfix_overrides")  # the original p is untouched
@@ -465,7 +465,7 @@ def test_xyz_cells_get_their_own_values_and_infotext(with_xyz):
 
 def test_xyz_rejects_bad_values_before_running(with_xyz):
     host, xyz = with_xyz
-    base = host.txt2img(args(), steps=4, seed=1)
+    base = host.txt2img(args(), steps=12, seed=1)
     with pytest.raises(ValueError, match="maximize_boundary"):
         xyz.run_cells(base.p, "[LatentFix] Maximize boundary", [2.0, 99.0])
 
@@ -515,7 +515,7 @@ def test_settings_page_defaults_reach_the_ui_and_the_api(a1111):
     ext = host.load_extension()
     defaults = ext.defaults["txt2img"]
     assert defaults[0] is True and defaults[1] == "Gentle"
-    _, processed = host.txt2img(steps=4, seed=1, is_api=True)  # no args: the defaults apply
+    _, processed = host.txt2img(steps=12, seed=1, is_api=True)  # no args: the defaults apply
     assert "LatentFix preset: Gentle" in processed.infotexts[0]
 
 
@@ -632,7 +632,7 @@ def test_a_failure_after_some_corrections_says_partly_applied(a1111, monkeypatch
 
 
 def test_api_info_holds_the_values_not_nulls(a1111):
-    run = a1111.txt2img([{"enabled": True}], steps=4, seed=1, is_api=True)
+    run = a1111.txt2img([{"enabled": True}], steps=12, seed=1, is_api=True)
     params = run.p.extra_generation_params  # what Processed.js() serialises (processing.py:597, default=None)
     ours = {k: v for k, v in params.items() if k.startswith("LatentFix")}
     assert ours and all(isinstance(v, str) for v in ours.values())
@@ -643,7 +643,7 @@ def test_xyz_grid_is_checked_as_a_whole_not_axis_by_axis(with_xyz, capsys):
     """Axes are confirmed one at a time (xyz_grid.py:612-613); a valid grid whose values only fit together passes,
     and an invalid one names exactly the cells that will be refused before the first image."""
     host, xyz = with_xyz
-    base = host.txt2img(args(), steps=4, seed=1)  # maximize window: start 100, end 1
+    base = host.txt2img(args(), steps=12, seed=1)  # maximize window: start 100, end 1
     start, end = "[LatentFix] Maximize window start (timestep)", "[LatentFix] Maximize window end (timestep)"
     cells = xyz.run_grid(base.p, [(start, [300, 400]), (end, [150, 200])])
     assert all("LatentFix maximize: " in r.infotexts[0] for _, r in cells)
