@@ -4,6 +4,8 @@
 // `titles` dict this sets `title` on our own elements, found by elem_id:
 //   script_<tab>_latentfix_<field>   (modules/scripts.py Script.elem_id; tab = txt2img | img2img)
 //   script_<tab>_latentfix_enabled   the InputAccordion: the hint goes on its header only.
+//   script_<tab>_latentfix_section_<section>   a filter section's folded panel: its header gets the hint of
+//                                    the section's enable box (<section>_enabled).
 // Elements that do not exist (yet) are skipped: the other tab not built, Forge's layout, a missing field.
 
 (function() {
@@ -105,6 +107,17 @@
                 }
                 setTitle(element, hint);
                 titleLabels(element, label, hint);
+                // a filter section's folded panel (script_<tab>_latentfix_section_<name>): its header, whose text
+                // changes with the settings, gets the hint of the section's enable box
+                var section = /_enabled$/.test(name) &&
+                    root.querySelector("#" + prefix + "section_" + name.replace(/_enabled$/, "") + " .label-wrap");
+                if (section) {
+                    setTitle(section, hint);
+                    var spans = section.querySelectorAll("span");
+                    for (var s = 0; s < spans.length; s++) {
+                        setTitle(spans[s], hint);
+                    }
+                }
             }
         }
     }

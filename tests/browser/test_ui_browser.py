@@ -315,6 +315,12 @@ def test_ui_in_browser(served, browser):
                 spots.append((lb["x"] + lb["width"] / 2, lb["y"] + lb["height"] / 2))
             for x, y in spots:
                 assert _hint_at_point(page, x, y) == field.hint, f"hover over {field.name} at {x:.0f},{y:.0f}"
+        for section in lf_settings.FILTER_SECTIONS:  # a section's header: the hint of its enable box
+            head = page.locator(f"#{_ui_id('section_' + section)} .label-wrap > span").first
+            head.scroll_into_view_if_needed()
+            box = head.bounding_box()
+            assert _hint_at_point(page, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2) == \
+                hints[f"{section}_enabled"], section
         block = page.locator(f"#{_ui_id('center_strength')}")
         block.get_by_text("Center strength", exact=True).first.hover()
         assert page.evaluate("() => { const e = document.querySelector(':hover:not(:has(:hover))'); return e && e.title; }") \
