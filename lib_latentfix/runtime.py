@@ -305,14 +305,21 @@ class Job:
             return
         self._said_unreached.add(said)
         steps = dict(self._parts)
-        what = " and ".join(f"the {PARTS[name]} ({window_text(steps[name])})" for name in missed)
+        named = [f"the {PARTS[name]} ({window_text(steps[name])})" for name in missed]
+        what = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
         one = len(missed) == 1
-        advice = "more steps reach " + ("it" if one else "them")
-        if self.settings.preset != FEW_STEPS:
-            advice += ", or for a 4-8 step model the 'Few-step models' preset"
+        top = max(v for b in run.calls if b is not None for v in b)
+        above = [name for name in missed if steps[name].bounds()[0] >= top]  # the pass starts below the window
+        advice = []
+        if len(above) < len(missed):  # a window between two model calls: more steps land one inside
+            advice.append("more steps reach " + ("it" if one else "them") + (
+                "" if self.settings.preset == FEW_STEPS else ", or for a 4-8 step model the 'Few-step models' preset"))
+        if above:
+            advice.append(f"this pass starts at t = {round(top):g}, below {'it' if one else 'them'}, as its denoising "
+                          "strength sets")
+        # (the infotext claims a filter only if some pass ran it: a later pass may still reach this one)
         self._report(f"{run.name}: {what} never ran: the model was called at t = {run.timesteps()}, none inside "
-                     f"{'that window' if one else 'those windows'}; the infotext leaves {'it' if one else 'them'} out "
-                     f"({advice})")
+                     f"{'that window' if one else 'those windows'} ({'; '.join(advice)})")
 
     def unreached(self) -> tuple[str, ...]:
         """The parts of the schedule (see :data:`~lib_latentfix.settings.PARTS`) that ran on no model call of the

@@ -65,7 +65,7 @@ def test_a_4_step_hires_pass_reports_everything_it_missed_and_the_infotext_keeps
                        denoising_strength=0.5)
     said = NEVER_RAN.findall(capsys.readouterr().out)
     assert [(name, what) for name, what, _ in said] == [(
-        "hires fix pass", "the soft clamp (t > 950) and the early center (t > 700) and the late center (1 < t < 100) "
+        "hires fix pass", "the soft clamp (t > 950), the early center (t > 700), the late center (1 < t < 100) "
         "and the maximize (1 < t < 100)")]
     assert all(float(t) < 700 for t in said[0][2].split(", "))
     params = _params(run)  # the first pass (20 steps) ran every filter: the infotext claims them all
@@ -128,3 +128,17 @@ def test_the_post_defaults_miss_the_late_window_on_the_same_few_step_schedules(c
     _host().txt2img(to_positional(ON), steps=4, seed=5, sampler="Euler", scheduler="SGM Uniform")
     (name, what, timesteps), = NEVER_RAN.findall(capsys.readouterr().out)
     assert "the late center" in what and "the maximize" in what and timesteps == "999, 749, 500, 250"
+
+
+def test_a_window_the_first_pass_missed_but_the_hires_pass_reached_stays_in_the_infotext(capsys):
+    """Each pass says what it missed, and why; the infotext claims what ran in either pass."""
+    run = _host().txt2img(to_positional(ON), sampler="Euler a", steps=8, seed=3, enable_hr=True,
+                          hr_second_pass_steps=20, denoising_strength=0.5)
+    out = capsys.readouterr().out
+    said = {name: what for name, what, _ in NEVER_RAN.findall(out)}
+    assert said == {"first pass": "the late center (1 < t < 100) and the maximize (1 < t < 100)",
+                    "hires fix pass": "the soft clamp (t > 950) and the early center (t > 700)"}
+    assert "this pass starts at t = 487, below them, as its denoising strength sets" in out  # not "more steps"
+    assert out.count("more steps") == 1
+    params = _params(run)  # every filter ran in one pass or the other
+    assert params["LatentFix preset"] == "Post defaults" and "LatentFix maximize" in params
