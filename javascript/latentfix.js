@@ -4,6 +4,8 @@
 // `titles` dict this sets `title` on our own elements, found by elem_id:
 //   script_<tab>_latentfix_<field>   (modules/scripts.py Script.elem_id; tab = txt2img | img2img)
 //   script_<tab>_latentfix_enabled   the InputAccordion: the hint goes on its header only.
+//   script_<tab>_latentfix_section_<section>   a filter section's folded panel: its header gets the hint of
+//                                    the section's enable box (<section>_enabled).
 // Elements that do not exist (yet) are skipped: the other tab not built, Forge's layout, a missing field.
 
 (function() {
@@ -85,6 +87,18 @@
             var prefix = "script_" + TABS[t] + "_latentfix_";
             for (var i = 0; i < FIELDS.length; i++) {
                 var name = FIELDS[i][0], label = FIELDS[i][1], hint = translated(FIELDS[i][2]);
+                // a filter section's folded panel (script_<tab>_latentfix_section_<name>): its header, whose text
+                // changes with the settings, gets the hint of the section's enable box (gradio 4 builds the
+                // controls of a folded panel only when it is opened, so this does not wait for the box)
+                var section = /_enabled$/.test(name) &&
+                    root.querySelector("#" + prefix + "section_" + name.replace(/_enabled$/, "") + " .label-wrap");
+                if (section) {
+                    setTitle(section, hint);
+                    var spans = section.querySelectorAll("span");
+                    for (var s = 0; s < spans.length; s++) {
+                        setTitle(spans[s], hint);
+                    }
+                }
                 var element = root.querySelector("#" + prefix + name);
                 if (!element) {
                     continue;

@@ -127,12 +127,14 @@ def render_plot(
     windows: Sequence[tuple[float, float, str]] = (),
     size: tuple[int, int] = (1024, 640),
     title: str = "",
+    skipped: Sequence[tuple[float, float, str]] = (),
 ) -> Image.Image:
     """A chart of one image's trace: one panel per channel, timestep 1000 (left) to 0 (right).
 
     After the correction: solid mean line over a filled min–max band; before: a faded dashed mean line and
     thin min/max outlines. Horizontal lines at ±``boundary``; ``windows`` (t_min, t_max, label) are shaded
-    (overlaps darker) and labelled. Each pass (record label) is its own line, sorted by timestep. Returns an
+    (overlaps darker) and labelled; ``skipped`` windows (enabled, but no model call fell inside them) are hatched
+    grey and labelled "<label>: not reached". Each pass (record label) is its own line, sorted by timestep. Returns an
     RGB image of exactly ``size``; a "no data" image when nothing was recorded.
     """
     if not (math.isfinite(boundary) and boundary > 0):
@@ -192,7 +194,9 @@ def render_plot(
             note = f"non-finite at {bad} step{'s' * (bad > 1)}"
             draw.text((box.right - text_width(draw, note, small), cy + 2), note, fill=NON_FINITE_COLOUR, font=small)
         spans = [(box.x(min(hi, 1000.0)), box.x(max(lo, 0.0)), label) for lo, hi, label in windows if hi > lo]
-        _draw_frame(draw, box, spans, y_ticks, x_ticks, small, show_x=last_row)
+        missed = [(box.x(min(hi, 1000.0)), box.x(max(lo, 0.0)), f"{label}: not reached")
+                  for lo, hi, label in skipped if hi > lo]
+        _draw_frame(draw, box, spans, y_ticks, x_ticks, small, show_x=last_row, missed=missed)
         for y in (boundary, -boundary):
             dashed(draw, [(box.left, box.y(y)), (box.right, box.y(y))], BOUNDARY_COLOUR, 1, 6, 4)
         for ks, label in zip(passes[1:], pass_labels[1:]):  # where a later pass starts
@@ -205,19 +209,22 @@ def render_plot(
         for ks in passes:
             _draw_series(draw, box, t[ks], stats[ks, AFTER, :, c], colour, after=True)
         if c < columns:
-            _draw_window_labels(draw, box, spans, small, line_h)
-    _draw_legend(draw, margin, legend_top, width - margin, boundary, small)
+            _draw_window_labels(draw, box, spans + missed, small, line_h)
+    _draw_legend(draw, margin, legend_top, width - margin, boundary, small, missed=bool(skipped))
     return canvas
 
 
-def _draw_frame(draw, box: _Box, spans, y_ticks, x_ticks, font, *, show_x: bool) -> None:
-    """Plot background, window shading, grid and ticks; ``spans`` are windows as (x_left, x_right, label)."""
+def _draw_frame(draw, box: _Box, spans, y_ticks, x_ticks, font, *, show_x: bool, missed=()) -> None:
+    """Plot background, window shading, grid and ticks; ``spans`` are windows as (x_left, x_right, label),
+    ``missed`` windows that were never reached (hatched grey)."""
     draw.rectangle([box.left, box.top, box.right, box.bottom], fill=PLOT_BACKGROUND)
     edges = sorted({round(e) for a, b, _ in spans for e in (a, b)})
     for a, b in zip(edges, edges[1:]):
         count = sum(1 for lo, hi, _ in spans if lo <= (a + b) / 2 <= hi)
         if count:
             draw.rectangle([a, box.top, b, box.bottom], fill=window_shade(count))
+    for a, b, _ in missed:
+        _hatch(draw, a, box.top, b, box.bottom)
     for v in y_ticks:
         y = box.y(v)
         draw.line([(box.left, y), (box.right, y)], fill=GRID_COLOUR if v else mix(GRID_COLOUR, TEXT_COLOUR, 0.25))
@@ -228,6 +235,27 @@ def _draw_frame(draw, box: _Box, spans, y_ticks, x_ticks, font, *, show_x: bool)
         if show_x:
             draw_text(draw, (x, box.bottom + 4), f"{v}", font, MUTED_TEXT, "l" if v == 1000 else "r" if v == 0 else "m")
     draw.rectangle([box.left, box.top, box.right, box.bottom], outline=GRID_COLOUR)
+
+
+def _hatch(draw, left: float, top: float, right: float, bottom: float, gap: int = 7) -> None:
+    """Grey diagonal lines over a rectangle: a window no model call reached."""
+    left, right = round(min(left, right)), round(max(left, right))
+    top, bottom = round(top), round(bottom)
+    if right <= left or bottom <= top:
+        return
+    draw.rectangle([left, top, right, bottom], fill=MISSED_SHADE)
+    height = bottom - top
+    for start in range(left - height, right, gap):  # lines from bottom-left to top-right, clipped to the box
+        x0, y0, x1, y1 = start, bottom, start + height, top
+        if x0 < left:
+            y0, x0 = bottom - (left - x0), left
+        if x1 > right:
+            y1, x1 = top + (x1 - right), right
+        draw.line([(x0, y0), (x1, y1)], fill=MISSED_LINE, width=1)
+
+
+MISSED_SHADE = (120, 120, 120, 28)
+MISSED_LINE = (120, 120, 120, 110)
 
 
 def _draw_window_labels(draw, box: _Box, spans, font, row_h: int) -> None:
@@ -251,8 +279,9 @@ def _label(draw, xy: tuple[float, float], text: str, font, fill) -> None:
     draw.text(xy, text, fill=fill, font=font)
 
 
-def _draw_legend(draw, left: int, top: int, right: int, boundary: float, font) -> None:
-    """One line: after, before, ±boundary, active window (entries that do not fit are left out)."""
+def _draw_legend(draw, left: int, top: int, right: int, boundary: float, font, missed: bool = False) -> None:
+    """One line: after, before, ±boundary, active window, window not reached (entries that do not fit are left
+    out)."""
     x, mid = float(left), top + 8
     swatch = 28
     faded = mix(TEXT_COLOUR, PLOT_BACKGROUND, 0.35)
@@ -261,6 +290,7 @@ def _draw_legend(draw, left: int, top: int, right: int, boundary: float, font) -
         ("dashed", "before"),
         ("boundary", f"±{boundary:g} boundary"),
         ("window", "active window"),
+        *((("missed", "not reached"),) if missed else ()),
     )
     for kind, text in entries:
         if x + swatch + 6 + text_width(draw, text, font) > right:
@@ -270,6 +300,8 @@ def _draw_legend(draw, left: int, top: int, right: int, boundary: float, font) -
             draw.line([(x, mid), (x + swatch, mid)], fill=TEXT_COLOUR, width=3)
         elif kind == "window":
             draw.rectangle([x, mid - 7, x + swatch, mid + 7], fill=window_shade(1))
+        elif kind == "missed":
+            _hatch(draw, x, mid - 7, x + swatch, mid + 7)
         else:
             fill, w, dash, gap = (faded, 2, 7, 5) if kind == "dashed" else (BOUNDARY_COLOUR, 1, 6, 4)
             dashed(draw, [(x, mid), (x + swatch, mid)], fill, w, dash, gap)

@@ -10,14 +10,15 @@ fields are written only here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 
 from . import infotext as lf_infotext
-from .schedule import Schedule, Step, run, steps_between
-from .settings import BEFORE_CFG, FILTER_SECTIONS, Settings
+from .schedule import EDGE_MARGIN, Schedule, Step, run, steps_between
+from .settings import BEFORE_CFG, FEW_STEPS, FILTER_SECTIONS, PARTS, Settings
 from .sigmas import eps_after_x0_change, eps_to_x0
 
 Tensor = torch.Tensor
@@ -107,6 +108,46 @@ def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Te
 _SECTION_OF = {"SoftClamp": "clamp", "Center": "center", "Maximize": "maximize"}
 
 
+def window_text(step: Step) -> str:
+    """A step's window as a message writes it: "t > 950", "1 < t < 100", "t < 300"."""
+    lower, upper = step.bounds()
+    if lower == -math.inf:
+        return "every t" if upper == math.inf else f"t < {upper:g}"
+    return f"t > {lower:g}" if upper == math.inf else f"{lower:g} < t < {upper:g}"
+
+
+def _could_run(step: Step, bounds: Optional[tuple[float, float]]) -> bool:
+    """Whether ``step`` may be active for a model call whose timesteps the host knows lie in ``bounds`` (None:
+    unknown, so it may). Within EDGE_MARGIN of an edge the device's own t decides: that counts as may."""
+    if bounds is None:
+        return True
+    lower, upper = step.bounds()
+    a, b = bounds[0] - EDGE_MARGIN, bounds[1] + EDGE_MARGIN
+    return not (b <= lower or a >= upper)
+
+
+class _Pass:
+    """What a Job saw of one sampler run: the host-known bounds of each model call it was asked about, and the
+    parts of the schedule that may have run on one of them."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.calls: list[Optional[tuple[float, float]]] = []
+        self.reached: set[str] = set()
+
+    def add(self, parts: Sequence[tuple[str, Step]], bounds: Optional[tuple[float, float]]) -> None:
+        self.calls.append(bounds)
+        self.reached.update(name for name, step in parts if name not in self.reached and _could_run(step, bounds))
+
+    def timesteps(self) -> str:
+        """The timesteps its model calls had, as the host knew them (largest first)."""
+        values = sorted({round(v) for b in self.calls if b is not None for v in b}, reverse=True)
+        shown = [f"{v:g}" for v in values]
+        if len(shown) > 12:
+            shown = shown[:5] + ["..."] + shown[-5:]
+        return ", ".join(shown)
+
+
 class Job:
     """One generation's correction state, kept by the host on its processing object. Only its methods write it."""
 
@@ -114,7 +155,8 @@ class Job:
                  observer: Optional[Callable[[str, Tensor, Tensor, ModelCall], None]] = None):
         self.settings = settings
         self._report = report  # one console line
-        self.schedule = settings.schedule()
+        self._parts = settings.parts()  # (part name, step): the schedule's steps by where they come from
+        self.schedule = Schedule(settings.preset, tuple(step for _, step in self._parts))  # = settings.schedule()
         self.version = version
         self.observer = observer  # diagnostics: (point, before, after, call) for every corrected prediction
         self._active = True
@@ -131,6 +173,9 @@ class Job:
         self._said_unknown = False
         self._skips: dict[tuple[bool, bool], Optional[str]] = {}
         self._infotext: Optional[tuple[tuple, dict[str, str]]] = None
+        self._passes: list[_Pass] = []  # every corrected sampler run, the current one last
+        self._pass_open = False
+        self._said_unreached: set[tuple[str, tuple[str, ...], str]] = set()
 
     # --- what the host asks -----------------------------------------------------------------------------
 
@@ -155,11 +200,16 @@ class Job:
 
     # --- sampling ------------------------------------------------------------------------------------------
 
-    def begin_pass(self, key: Any, host: Optional[HostTimesteps], why: Optional[str] = None) -> None:
+    def begin_pass(self, key: Any, host: Optional[HostTimesteps], why: Optional[str] = None,
+                   name: str = "sampling pass") -> None:
         """A sampler run starts: ``host`` is what the host knows of its timesteps (None: nothing, because of
-        ``why``), ``key`` names the run (a model call of another run never uses these timesteps)."""
+        ``why``), ``key`` names the run (a model call of another run never uses these timesteps), ``name`` is how
+        a message calls it ("first pass", "hires fix pass")."""
+        self._end_pass()
         self._host, self._host_key, self._unknown_why = host, key, why
         self._decided: dict[int, Optional[tuple[Step, ...]]] = {}  # call index → the steps decided for it
+        self._passes.append(_Pass(name))
+        self._pass_open = True
 
     def begin_call(self, key: Any, call_index: int, capture: Callable[[Optional[tuple[Step, ...]], Optional[tuple[float, float]]], ModelCall]) -> bool:
         """A model call of run ``key`` starts. Decides on the host, where it can, which steps are active; when none
@@ -171,6 +221,10 @@ class Job:
             return False
         known = self._host is not None and key == self._host_key
         bounds = self._host.bounds(call_index) if known else None
+        if not self._pass_open:  # a host that announces no runs: one pass, whose timesteps are not known
+            self._passes.append(_Pass("sampling pass"))
+            self._pass_open = True
+        self._passes[-1].add(self._parts, bounds)
         steps = self._steps_at(call_index, bounds) if bounds is not None else None
         if steps == ():
             return False
@@ -246,8 +300,55 @@ class Job:
 
     # --- the end -------------------------------------------------------------------------------------------
 
+    def _end_pass(self) -> None:
+        """The current sampler run is over: one console line if an enabled filter ran on none of its model calls
+        (judged only from timesteps the host knew; a run with a call of unknown timesteps says nothing)."""
+        if not self._pass_open:
+            return
+        self._pass_open = False
+        run = self._passes[-1]
+        missed = tuple(name for name, _ in self._parts if name not in run.reached)
+        if not run.calls or not missed or not self._active:
+            return
+        said = (run.name, missed, run.timesteps())
+        if said in self._said_unreached:  # the same run again (the next batch of images)
+            return
+        self._said_unreached.add(said)
+        steps = dict(self._parts)
+        named = [f"the {PARTS[name]} ({window_text(steps[name])})" for name in missed]
+        what = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+        one = len(missed) == 1
+        top = max(v for b in run.calls if b is not None for v in b)
+        above = [name for name in missed if steps[name].bounds()[0] >= top]  # the pass starts below the window
+        advice = []
+        if len(above) < len(missed):  # a window between two model calls: more steps land one inside
+            advice.append("more steps reach " + ("it" if one else "them") + (
+                "" if self.settings.preset == FEW_STEPS else ", or for a 4-8 step model the 'Few-step models' preset"))
+        if above:
+            advice.append(f"this pass starts at t = {round(top):g}, below {'it' if one else 'them'}, as its denoising "
+                          "strength sets")
+        # (the infotext claims a filter only if some pass ran it: a later pass may still reach this one)
+        self._report(f"{run.name}: {what} never ran: the model was called at t = {run.timesteps()}, none inside "
+                     f"{'that window' if one else 'those windows'} ({'; '.join(advice)})")
+
+    def unreached(self) -> tuple[str, ...]:
+        """The parts of the schedule (see :data:`~lib_latentfix.settings.PARTS`) that ran on no model call of the
+        generation so far, as far as the host knew the timesteps; empty before the first call."""
+        if not any(run.calls for run in self._passes):
+            return ()
+        reached = set().union(*(run.reached for run in self._passes))
+        return tuple(name for name, _ in self._parts if name not in reached)
+
+    def windows(self) -> tuple[Schedule, Schedule]:
+        """(the steps that ran, the steps that were never reached), for the diagnostics chart."""
+        missed = set(self.unreached())
+        ran = tuple(step for name, step in self._parts if name not in missed)
+        skipped = tuple(step for name, step in self._parts if name in missed)
+        return replace(self.schedule, steps=ran), replace(self.schedule, steps=skipped)
+
     def finish(self) -> None:
         """The generation is over: its console lines (reads the device's non-finite count, once)."""
+        self._end_pass()
         self._call = None
         lines = []
         bad = int(torch.cat(self._usable).logical_not().sum()) if self._usable else 0  # the one read, at the end
@@ -266,12 +367,14 @@ class Job:
 
     def infotext(self) -> dict[str, str]:
         """What the infotext says now (computed once per change of state)."""
-        state = (self._started, bool(self._corrected), self._failure, self._missed)
+        unreached = self.unreached()
+        state = (self._started, bool(self._corrected), self._failure, self._missed, unreached)
         if self._infotext is None or self._infotext[0] != state:
             failure = self._failure
             if failure is None and self._missed:
                 failure = f"{self._missed} model call(s) could not be matched to their prediction"
-            said = lf_infotext.report(self.settings, self.version, started=self._started,
+            ran = self.settings.without(unreached) if unreached else self.settings  # exactly what ran
+            said = lf_infotext.report(ran, self.version, started=self._started,
                                       corrected=bool(self._corrected), failure=failure)
             self._infotext = (state, said)
         return self._infotext[1]
@@ -294,4 +397,4 @@ def sections_of(steps: Sequence[Step]) -> set[str]:
 
 
 __all__ = ["FILTER_SECTIONS", "HostTimesteps", "Job", "ModelCall", "correct", "latent_problem",
-           "prediction_rows", "skip_reason"]
+           "prediction_rows", "skip_reason", "window_text"]

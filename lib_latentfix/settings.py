@@ -30,6 +30,11 @@ BEFORE_CFG = "before"
 POINT_LABELS: dict[str, str] = {AFTER_CFG: "after guidance", BEFORE_CFG: "before guidance (A1111 only)"}
 
 CUSTOM = "Custom"
+FEW_STEPS = "Few-step models"
+
+# The parts of a schedule, in order: the steps Settings.parts() names, and how a message calls each.
+PARTS: dict[str, str] = {"clamp": "soft clamp", "center_early": "early center", "center_late": "late center",
+                         "maximize": "maximize"}
 
 
 class SettingsError(ValueError):
@@ -84,19 +89,43 @@ class Settings:
         The overall ``strength`` scales every filter's strength. Call :func:`check` first: a value outside its
         field's range raises ``ValueError`` here.
         """
-        steps: list[Step] = []
+        return Schedule(self.preset, tuple(step for _, step in self.parts()))
+
+    def parts(self) -> tuple[tuple[str, Step], ...]:
+        """The schedule's steps named by the part of the settings they come from (see :data:`PARTS`), in order;
+        disabled sections and steps that can never change anything are left out."""
+        found: list[tuple[str, Step]] = []
         if self.clamp_enabled:
             clamp = SoftClamp(self.clamp_threshold, self.clamp_boundary, self.clamp_ratio if self.clamp_adaptive else 0.0)
-            steps.append(Step(clamp, self.clamp_t_min, self.clamp_t_max, self.clamp_strength * self.strength))
+            found.append(("clamp", Step(clamp, self.clamp_t_min, self.clamp_t_max, self.clamp_strength * self.strength)))
         if self.center_enabled:
-            early = Center(self.center_early_channel_shift, self.center_early_full_shift, self.center_channels)
-            late = Center(self.center_late_channel_shift, self.center_late_full_shift, self.center_channels)
-            steps.append(Step(early, self.center_early_t_min, self.center_early_t_max, self.center_strength * self.strength))
-            steps.append(Step(late, self.center_late_t_min, self.center_late_t_max, self.center_strength * self.strength))
+            for which in ("early", "late"):
+                op = Center(getattr(self, f"center_{which}_channel_shift"), getattr(self, f"center_{which}_full_shift"),
+                            self.center_channels)
+                found.append((f"center_{which}", Step(op, getattr(self, f"center_{which}_t_min"),
+                                                      getattr(self, f"center_{which}_t_max"),
+                                                      self.center_strength * self.strength)))
         if self.maximize_enabled:
             op = Maximize(self.maximize_boundary, self.maximize_channels)
-            steps.append(Step(op, self.maximize_t_min, self.maximize_t_max, self.maximize_strength * self.strength))
-        return Schedule(self.preset, tuple(steps)).effective()
+            found.append(("maximize", Step(op, self.maximize_t_min, self.maximize_t_max,
+                                           self.maximize_strength * self.strength)))
+        return tuple((name, step) for name, step in found if step.can_change())
+
+    def without(self, parts: Any) -> "Settings":
+        """These settings with the named parts (see :data:`PARTS`) switched off, so that the result describes
+        exactly what ran when those parts never did: a section whose parts are all off is disabled, a center pass
+        that did not run keeps the other one (its shifts become 0, which changes nothing)."""
+        changes: dict[str, Any] = {}
+        for part in parts:
+            if part in ("center_early", "center_late"):
+                changes[f"{part}_channel_shift"] = 0.0
+                changes[f"{part}_full_shift"] = 0.0
+            else:
+                changes[f"{part}_enabled"] = False
+        out = replace(self, **changes)
+        if out.center_enabled and not any(name.startswith("center_") for name, _ in out.parts()):
+            out = replace(out, center_enabled=False, **{k: getattr(self, k) for k in changes if k.startswith("center_")})
+        return out
 
     def does_something(self) -> bool:
         """True when enabled and at least one filter can change the latent."""
@@ -317,6 +346,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "Colour balance only": _preset(clamp_enabled=False, maximize_enabled=False),
     "Gentle": _preset(clamp_strength=0.5, center_strength=0.5, maximize_strength=0.5),
     "Range only": _preset(clamp_enabled=False, center_early_channel_shift=0.0, center_early_full_shift=0.0),
+    # A departure from the post (README "Presets"): few-step models (Lightning, Turbo, Hyper, DMD2 at 4-8 steps)
+    # call the model at t = 999, 749, 499, 249 (trailing 4 steps) or 999, 666, 333, 0 (uniform), never inside the
+    # post's 1 < t < 100; their late window is t < 300, which holds the last model call of every such schedule.
+    FEW_STEPS: _preset(center_late_t_min=0.0, center_late_t_max=300.0, maximize_t_min=0.0, maximize_t_max=300.0),
 }
 PRESET_NAMES: tuple[str, ...] = (*PRESETS, CUSTOM)
 
@@ -445,3 +478,17 @@ def _when(t_min: float, t_max: float) -> str:
     if t_min <= 0:
         return f"at t < {t_max:g}"
     return f"at {t_min:g} < t < {t_max:g}" if t_min > 1 else f"at t < {t_max:g}"
+
+
+def section_header(settings: Settings, section: str) -> str:
+    """The header of a filter section's folded panel: its name, whether it is on, and its strength."""
+    title = FIELD_BY_NAME[f"{section}_enabled"].label
+    if not getattr(settings, f"{section}_enabled"):
+        return f"{title} \u2014 off"
+    own = getattr(settings, f"{section}_strength")
+    text = f"{title} \u2014 on, strength {own:g}"
+    if settings.strength != 1:
+        text += f" \u00d7 {settings.strength:g} overall"
+    if not any(name.split("_")[0] == section for name, _ in settings.parts()):
+        text += " (changes nothing)"
+    return text

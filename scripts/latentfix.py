@@ -109,7 +109,7 @@ class LatentFixScript(scripts.Script):
             key, timesteps, why = host.host_timesteps(p)
         except Exception as error:  # an unexpected host: the windows are then tested on the device
             key, timesteps, why = None, None, f"{type(error).__name__}: {error}"
-        job.begin_pass(key, timesteps, why)
+        job.begin_pass(key, timesteps, why, name=host.pass_name(p))
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
         job = getattr(p, callbacks.JOB_ATTR, None)

@@ -57,7 +57,8 @@ def finish(p: Any, processed: Any, job: Job, recorder: Recorder) -> None:
     path = trace_path()
     settings = job.settings
     boundary = settings.maximize_boundary if settings.maximize_enabled else 4.0
-    windows = lf_chart.schedule_windows(job.schedule)
+    ran, missed = job.windows()  # windows no model call reached are drawn apart, hatched "not reached"
+    windows = (lf_chart.schedule_windows(ran), lf_chart.schedule_windows(missed))
     seeds = getattr(p, "all_seeds", None) or [getattr(p, "seed", -1)]
     for iteration, trace in sorted(traces.items()):
         try:
@@ -89,7 +90,7 @@ def _draw(p: Any, processed: Any, data: Any, image: int, index: int, seed: Any, 
     title = f"LatentFix diagnostics: image {index + 1}, seed {seed}"
     try:
         extras = [
-            (lf_chart.render_plot(data, image, boundary=boundary, windows=windows, title=title),
+            (lf_chart.render_plot(data, image, boundary=boundary, windows=windows[0], skipped=windows[1], title=title),
              f"{title}: channel statistics per step"),
             (lf_chart.channel_view_images(data, image), f"{title}: latent channels before/after the last correction"),
         ]

@@ -68,6 +68,13 @@ def is_hr_pass(p: Any) -> bool:
     return bool(getattr(p, "is_hr_pass", False))
 
 
+def pass_name(p: Any) -> str:
+    """How a message calls the sampler run about to start on ``p``."""
+    if is_hr_pass(p):
+        return "hires fix pass"
+    return "img2img pass" if getattr(p, "init_latent", None) is not None else "first pass"
+
+
 def repaint_mask(denoiser: Any) -> Optional[torch.Tensor]:
     """The inpainting repaint weight (A1111 ``nmask``), None without a mask."""
     if getattr(denoiser, "mask", None) is None:

@@ -47,7 +47,8 @@ def _rows(section: str):
 
 
 def build(elem_id: Callable[[str], str], defaults: lf_settings.Settings, forge_like: bool, disabled: bool) -> dict[str, Any]:
-    """Create the accordion; return the components by field name (plus "summary", the preset's description)."""
+    """Create the accordion; return the components by field name (plus "summary", the preset's description, and
+    "section_<name>", each filter section's folded panel)."""
     made: dict[str, Any] = {}
 
     def make(field: lf_settings.Field):
@@ -58,16 +59,20 @@ def build(elem_id: Callable[[str], str], defaults: lf_settings.Settings, forge_l
         label += " (off for this launch: --latentfix-disable)"
     with InputAccordion(defaults.enabled, label=label, elem_id=elem_id("enabled")) as enabled:
         made["enabled"] = enabled
-        with gr.Row():
-            make(lf_settings.FIELD_BY_NAME["preset"])
-            make(lf_settings.FIELD_BY_NAME["strength"])
-        made["summary"] = gr.Markdown(lf_settings.describe(defaults), elem_id=elem_id("summary"))
-        for section in lf_settings.FILTER_SECTIONS:
-            with gr.Group(elem_id=elem_id(f"group_{section}")):
-                _lay_out(section, make)
-        with gr.Accordion("Advanced", open=False, elem_id=elem_id("advanced")):
-            _lay_out("advanced", make)
+        with gr.Column(variant="compact"):  # the WebUI's compact spacing, as in its settings column
+            with gr.Row():  # the common choice up front
+                make(lf_settings.FIELD_BY_NAME["preset"])
+                make(lf_settings.FIELD_BY_NAME["strength"])
+            made["summary"] = gr.Markdown(lf_settings.describe(defaults), elem_id=elem_id("summary"))
+            with gr.Group(elem_id=elem_id("sections")):  # the details, folded and stacked without gaps
+                for section in lf_settings.FILTER_SECTIONS:  # each header says whether it is on, and how strong
+                    header = lf_settings.section_header(defaults, section)
+                    with gr.Accordion(header, open=False, elem_id=elem_id(f"section_{section}")) as made[f"section_{section}"]:
+                        _lay_out(section, make)
+                with gr.Accordion("Advanced", open=False, elem_id=elem_id("advanced")):
+                    _lay_out("advanced", make)
     _wire_presets(made)
+    _wire_headers(made)
     return made
 
 
@@ -121,6 +126,30 @@ def _wire_presets(made: dict[str, Any]) -> None:
     for control in controls + [made["strength"]]:
         control.input(fn=_preset_of, inputs=controls + [made["strength"]], outputs=[made["preset"], made["summary"]],
                       show_progress=False)
+
+
+def _header_of(section: str):
+    """A section's header from its enable box, its strength and the overall strength (as the user sets them)."""
+
+    def header(enabled: Any, strength: Any, overall: Any) -> Any:
+        try:
+            chosen = lf_arguments.with_overrides(lf_settings.DEFAULTS, {
+                f"{section}_enabled": enabled, f"{section}_strength": strength, "strength": overall})
+        except lf_settings.SettingsError:  # a value being typed: keep the header until it is a number again
+            return gr.update()
+        return gr.update(label=lf_settings.section_header(chosen, section))
+
+    return header
+
+
+def _wire_headers(made: dict[str, Any]) -> None:
+    """Every change of a section's enable box or strength, or of the overall strength (by hand, a preset or a
+    paste), updates that section's header."""
+    for section in lf_settings.FILTER_SECTIONS:
+        inputs = [made[f"{section}_enabled"], made[f"{section}_strength"], made["strength"]]
+        for control in inputs:
+            control.change(fn=_header_of(section), inputs=inputs, outputs=[made[f"section_{section}"]],
+                           show_progress=False)
 
 
 def _paste_reader(name: str):

@@ -12,6 +12,7 @@ Chromium at /usr/bin/chromium; ``.ci/browser-deps.sh`` installs both. Skipped wi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -28,17 +29,32 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--no-proxy-server"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
-SCREENSHOT = os.path.join(REPO_ROOT, "tests", "artifacts", "ui_accordion.png")
-VIEWPORT = {"width": 900, "height": 1400}
+ARTIFACTS = os.path.join(REPO_ROOT, "tests", "artifacts")
+README_PICTURES = os.path.join(REPO_ROOT, "tests", "readme")
+# the README's pictures of the panel: folded (as a user first sees it) and with one section opened
+SCREENSHOTS = {"folded": "ui_accordion.png", "opened": "ui_section_center.png"}
+# LATENTFIX_UPDATE_README=1 also writes them to tests/readme (what the README shows); otherwise tests/artifacts only
+UPDATE_README = os.environ.get("LATENTFIX_UPDATE_README") == "1"
+VIEWPORT = {"width": 1400, "height": 1000}
+FOLDED_MAX_HEIGHT = 350  # px, the LatentFix accordion open (Enable ticked) with its sections folded
 TIMEOUT_MS = 15_000
 # the rules of A1111's style.css that touch these controls, so the screenshot looks as in the WebUI
-# (A1111 1.10 style.css, with the "gradio-<kind>" classes it gives every component, added in the fixture;
-# not its checkbox margin, which without the rest of its stylesheet leaves grey bands in the groups)
+# (A1111 1.10 style.css:22-70, 151, 200-210, with the "gradio-<kind>" classes it gives every component, added in
+# the fixture; not its checkbox margin, which without the rest of its stylesheet leaves grey bands in the groups)
 WEBUI_CSS = """
 div.gradio-group, div.styler { border-width: 0 !important; background: none; }
 .gradio-slider input[type="number"] { width: 6em; }
 div.gradio-container, .block.gradio-textbox, div.gradio-group, div.gradio-dropdown { overflow: visible !important; }
 input[type="checkbox"].input-accordion-checkbox { vertical-align: sub; margin-right: 0.5em; }
+.block.padded:not(.gradio-accordion) { padding: 0 !important; }
+.compact { background: transparent !important; padding: 0 !important; }
+div.form { border-width: 0; box-shadow: none; background: transparent; overflow: visible; gap: 0.5em; }
+.block.gradio-dropdown, .block.gradio-slider, .block.gradio-checkbox, .block.gradio-textbox, .block.gradio-radio,
+.block.gradio-checkboxgroup { border-width: 0 !important; box-shadow: none !important; }
+.gap.compact { padding: 0; gap: 0.2em 0; }
+div.compact { gap: 1em; }
+div.block.gradio-accordion { border: 1px solid var(--block-border-color) !important; border-radius: 8px !important;
+    margin: 2px 0; padding: 8px 8px; }
 """
 
 try:
@@ -101,13 +117,18 @@ def served():
             for tab, is_img2img in (("txt2img", False), ("img2img", True)):
                 with gr.Tab(tab, id=f"tab_{tab}", elem_id=f"tab_{tab}"):
                     gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=1)
-                    script = ext.scripts[tab][0]
-                    controls = script.ui(is_img2img)
-                    state.scripts[tab], state.controls[tab] = script, controls
-                    if tab == "txt2img":
-                        button = gr.Button("Generate", elem_id="txt2img_generate", variant="primary")
-                        received = gr.Textbox(label="Received", elem_id="lf_received")
-                        button.click(fn=generate, inputs=controls, outputs=[received])
+                    # A1111's generation tab: settings and results side by side in a ResizeHandleRow
+                    # (modules/ui.py:275-279, ui_components.py:23-32), so the panel is as wide as it is there
+                    with gr.Row(equal_height=False, elem_classes=["resize-handle-row"]):
+                        with gr.Column(variant="compact", elem_id=f"{tab}_settings"):
+                            script = ext.scripts[tab][0]
+                            controls = script.ui(is_img2img)
+                            state.scripts[tab], state.controls[tab] = script, controls
+                        with gr.Column(elem_id=f"{tab}_results"):
+                            if tab == "txt2img":
+                                button = gr.Button("Generate", elem_id="txt2img_generate", variant="primary")
+                                received = gr.Textbox(label="Received", elem_id="lf_received")
+                                button.click(fn=generate, inputs=controls, outputs=[received])
         for block in demo.blocks.values():  # A1111 tags every component "gradio-<kind>" (gradio_extensions.py)
             classes = block.elem_classes or []
             block.elem_classes = [f"gradio-{block.get_block_name()}", *([classes] if isinstance(classes, str) else classes)]
@@ -177,6 +198,45 @@ def _ui_id(name: str, tab: str = "txt2img") -> str:
     return f"script_{tab}_latentfix_{name}"
 
 
+def _is_open(page, element_id: str) -> bool:
+    return page.evaluate("id => document.querySelector('#' + id + ' .label-wrap').classList.contains('open')",
+                         element_id)
+
+
+def _open(page, element_id: str) -> None:
+    page.locator(f"#{element_id} .label-wrap").first.click()
+    page.wait_for_function("id => document.querySelector('#' + id + ' .label-wrap').classList.contains('open')",
+                           arg=element_id)
+
+
+def _section_header(page, section: str) -> str:
+    return page.locator(f"#{_ui_id('section_' + section)} .label-wrap > span").first.inner_text().strip()
+
+
+def _wait_header(page, section: str, text: str) -> None:
+    try:
+        page.wait_for_function("([id, text]) => document.querySelector('#' + id + ' .label-wrap > span').innerText.trim() "
+                               "== text", arg=[_ui_id("section_" + section), text], timeout=5000)
+    except Exception:
+        raise AssertionError(f"{section} header is {_section_header(page, section)!r}, expected {text!r}") from None
+
+
+def _set_number(page, name: str, value: str) -> None:
+    """Type into a slider's number box and leave it, as a user does (gradio sends the value on change)."""
+    box = page.locator(f"#{_ui_id(name)} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+
+
+def _screenshot(element, which: str) -> None:
+    """The README's pictures, taken from the real ui(): always to tests/artifacts, with LATENTFIX_UPDATE_README=1
+    also to tests/readme."""
+    folders = [ARTIFACTS] + ([README_PICTURES] if UPDATE_README else [])
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+        element.screenshot(path=os.path.join(folder, SCREENSHOTS[which]), animations="disabled")
+
+
 def test_ui_in_browser(served, browser):
     hints = {f.name: f.hint for f in lf_settings.FIELDS}
     script = served.scripts["txt2img"]
@@ -198,12 +258,38 @@ def test_ui_in_browser(served, browser):
         page.wait_for_selector(f"#{_ui_id('enabled')}-visible-checkbox", state="attached")  # the shim ran
         assert "open" not in (header.get_attribute("class") or "")  # Enable defaults to off: closed
 
-        # open the accordion (in the WebUI this is what ticks Enable) and the Advanced section
+        # open the accordion (in the WebUI this is what ticks Enable): the common choice up front, the filter
+        # sections and Advanced folded, each section's header saying whether it is on and how strong
         header.click()
         page.wait_for_function("id => document.querySelector('#' + id + ' .label-wrap').classList.contains('open')",
                                arg=_ui_id("enabled"))
-        page.locator(f"#{_ui_id('advanced')} .label-wrap").first.click()
+        page.locator(f"#{_ui_id('strength')}").wait_for(state="visible")
+        enabled = dataclasses.replace(lf_settings.DEFAULTS, enabled=True)
+        for section in lf_settings.FILTER_SECTIONS:
+            assert _section_header(page, section) == lf_settings.section_header(enabled, section)
+            assert not _is_open(page, _ui_id(f"section_{section}"))
+        for field in lf_settings.FIELDS:  # folded: only the common choice shows
+            visible = page.locator(f"#{_ui_id(field.name)}").is_visible()
+            assert visible == (field.name in ("enabled", "preset", "strength")), field.name
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(300)
+        height = accordion.bounding_box()["height"]
+        print(f"LatentFix accordion, open with details folded, at {VIEWPORT['width']} px: {height:.0f} px tall")
+        _screenshot(accordion, "folded")
+        assert height <= FOLDED_MAX_HEIGHT, f"{height:.0f} px"
+
+        # one section opened: its controls, as today (the README's second picture)
+        _open(page, _ui_id("section_center"))
+        page.locator(f"#{_ui_id('center_late_t_max')}").wait_for(state="visible")
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(300)
+        _screenshot(accordion, "opened")
+
+        # then every other section and Advanced: every control is there and shows its hint, as before
+        for section in ("clamp", "maximize", "advanced"):
+            _open(page, _ui_id(section if section == "advanced" else f"section_{section}"))
         page.locator(f"#{_ui_id('diagnostics')}").wait_for(state="visible")
+        page.locator(f"#{_ui_id('maximize_t_max')}").wait_for(state="visible")
 
         # hints: every control of both tabs has its FIELDS hint as title (after latentfix.js and the hints.js
         # stand-in have run), and hovering shows it, even over labels another extension has a hint for
@@ -229,27 +315,41 @@ def test_ui_in_browser(served, browser):
                 spots.append((lb["x"] + lb["width"] / 2, lb["y"] + lb["height"] / 2))
             for x, y in spots:
                 assert _hint_at_point(page, x, y) == field.hint, f"hover over {field.name} at {x:.0f},{y:.0f}"
+        for section in lf_settings.FILTER_SECTIONS:  # a section's header: the hint of its enable box
+            head = page.locator(f"#{_ui_id('section_' + section)} .label-wrap > span").first
+            head.scroll_into_view_if_needed()
+            box = head.bounding_box()
+            assert _hint_at_point(page, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2) == \
+                hints[f"{section}_enabled"], section
         block = page.locator(f"#{_ui_id('center_strength')}")
         block.get_by_text("Center strength", exact=True).first.hover()
         assert page.evaluate("() => { const e = document.querySelector(':hover:not(:has(:hover))'); return e && e.title; }") \
             == hints["center_strength"]
 
-        # the screenshot for the README: the open accordion with every group and the Advanced options
-        page.mouse.move(0, 0)
-        page.wait_for_timeout(200)
-        os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-        accordion.screenshot(path=SCREENSHOT, animations="disabled")
-
-        # the preset sets every filter control
+        # the preset sets every filter control, and the headers follow (the sections stay open)
         page.locator(f"#{_ui_id('preset')} input").first.click()
         page.locator(f"#{_ui_id('preset')} li[data-value='Gentle']").click()
         for name in ("clamp_strength", "center_strength", "maximize_strength"):
             page.wait_for_function("id => document.querySelector('#' + id + ' input[type=number]').value == '0.5'",
                                    arg=_ui_id(name))
         assert page.locator(f"#{_ui_id('preset')} input").first.input_value() == "Gentle"
+        gentle = lf_settings.apply_preset(enabled, "Gentle")
+        for section in lf_settings.FILTER_SECTIONS:
+            _wait_header(page, section, lf_settings.section_header(gentle, section))
+            assert _is_open(page, _ui_id(f"section_{section}")), section
+
+        # switching a section off, and the overall strength, show in the headers (then back as they were)
+        page.locator(f"#{_ui_id('maximize_enabled')} input").uncheck()
+        _wait_header(page, "maximize", "Maximize (range) \u2014 off")
+        page.locator(f"#{_ui_id('maximize_enabled')} input").check()
+        _wait_header(page, "maximize", lf_settings.section_header(gentle, "maximize"))
+        _set_number(page, "strength", "0.8")
+        _wait_header(page, "clamp", "Soft clamp \u2014 on, strength 0.5 \u00d7 0.8 overall")
+        _set_number(page, "strength", "1")
+        _wait_header(page, "clamp", lf_settings.section_header(gentle, "clamp"))
 
         # moving a slider makes it Custom
-        page.locator(f"#{_ui_id('maximize_boundary')} input[type=number]").fill("3.5")
+        _set_number(page, "maximize_boundary", "3.5")
         page.wait_for_function("id => document.querySelector('#' + id + ' input').value == 'Custom'",
                                arg=_ui_id("preset"))
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from lib_latentfix.chart import channel_view_images, render_plot, schedule_windows
-from lib_latentfix.drawing import CHANNEL_COLOURS, channel_colour, window_shade
+from lib_latentfix.drawing import CHANNEL_COLOURS, PLOT_BACKGROUND, channel_colour, window_shade
 from lib_latentfix.schedule import BLOG, apply
 from lib_latentfix.trace import Trace
 from support.trace_samples import latent as _latent
@@ -101,3 +101,25 @@ def test_render_example_plot():
     os.makedirs(ARTIFACTS, exist_ok=True)
     plot.save(os.path.join(ARTIFACTS, "diagnostics_plot_example.png"))
     channel_view_images(data, 0).save(os.path.join(ARTIFACTS, "diagnostics_channel_view_example.png"))
+
+
+def test_windows_never_reached_are_hatched_grey_and_labelled():
+    """A window no model call fell inside (e.g. 1 < t < 100 at 8 steps) is drawn apart from the active ones: hatched
+    grey, with "not reached" in its label and in the legend."""
+    data = _sample_data()
+    ran, missed = schedule_windows(BLOG)[:2], schedule_windows(BLOG)[2:]
+    assert [label for *_, label in missed] == ["center + maximize"]
+    plain = render_plot(data, 0, windows=ran)
+    hatched = render_plot(data, 0, windows=ran, skipped=missed)
+    # the first panel's plot area at t = 50 (inside 1 < t < 100): changed, and to grey (r = g = b)
+    width = SIZE[0]
+    strip = [(x, y) for x in range(width // 2 - 30, width // 2 - 14) for y in range(200, 260)]
+    background = [xy for xy in strip if plain.getpixel(xy) == PLOT_BACKGROUND]
+    changed = [hatched.getpixel(xy) for xy in background if hatched.getpixel(xy) != PLOT_BACKGROUND]
+    assert len(background) > 200 and len(changed) > len(background) // 2
+    assert all(max(p) - min(p) <= 8 for p in changed), set(changed)  # grey over the (near-grey) background
+    # nothing outside the skipped windows changes but the labels and the legend
+    left = plain.crop((0, 120, width // 4, 560)), hatched.crop((0, 120, width // 4, 560))
+    assert list(left[0].getdata()) == list(left[1].getdata())
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    hatched.save(os.path.join(ARTIFACTS, "diagnostics_not_reached.png"))

@@ -85,3 +85,65 @@ def test_eps_after_x0_change_keeps_unchanged_half_precision_values():
     x0 = torch.randn(2, 4, 4, 4)
     out = eps_after_x0_change(eps, x0, x0.clone(), torch.tensor([0.5, 0.9]))
     assert out.dtype == torch.float16 and torch.equal(out, eps)
+
+
+# --- windows no model call reached ----------------------------------------------------------------------------
+
+
+def _job_over(timesteps, *, settings=None, key="run"):
+    """A job that went through one pass whose model calls the host knew were at ``timesteps``."""
+    from lib_latentfix.runtime import HostTimesteps, Job
+
+    lines = []
+    job = Job(settings or replace(DEFAULTS, enabled=True), version="test", report=lines.append)
+    job.begin_pass(key, HostTimesteps(tuple(timesteps)), name="first pass")
+    x = torch.zeros(1, 4, 8, 8)
+    for i in range(len(timesteps)):
+        if job.begin_call(key, i, lambda steps, host_t: ModelCall(steps, None, x, None, None, host_t)):
+            job.correct("after", x + 1)
+        job.end_call()
+    job.finish()
+    return job, lines
+
+
+def test_a_filter_no_call_reached_is_reported_once_and_left_out_of_the_infotext():
+    job, lines = _job_over([999, 857, 714, 571, 429, 286, 143, 0])
+    assert job.unreached() == ("center_late", "maximize")
+    (line,) = lines
+    assert line.startswith("first pass: the late center (1 < t < 100) and the maximize (1 < t < 100) never ran: "
+                           "the model was called at t = 999, 857, 714, 571, 429, 286, 143, 0, none inside")
+    said = job.infotext()
+    assert "LatentFix maximize" not in said and "late_shift=0/0" in said["LatentFix center"]
+    assert said["LatentFix preset"] == "Custom"
+
+
+def test_a_call_within_the_edge_margin_may_have_run_so_nothing_is_claimed_skipped():
+    """t = 100.3 (a host that rounds may evaluate at 99.8): the device decides, so the job says nothing false."""
+    job, lines = _job_over([999, 500, 100.3])
+    assert "maximize" not in job.unreached() and not any("maximize" in line for line in lines)
+    assert "LatentFix maximize" in job.infotext()
+
+
+def test_calls_of_an_unannounced_run_are_never_reported_as_skipped():
+    from lib_latentfix.runtime import HostTimesteps, Job
+
+    lines = []
+    job = Job(replace(DEFAULTS, enabled=True), version="test", report=lines.append)
+    job.begin_pass("announced", HostTimesteps((999.0, 500.0)), name="first pass")
+    x = torch.zeros(1, 4, 8, 8)
+    job.begin_call("another run", 0, lambda steps, host_t: ModelCall(steps, torch.tensor([999.0]), x, None, None))
+    job.correct("after", x + 1)
+    job.end_call()
+    job.finish()
+    assert job.unreached() == () and not any("never ran" in line for line in lines)
+
+
+def test_the_few_step_preset_is_a_departure_only_in_its_late_window():
+    from lib_latentfix.settings import FEW_STEPS, PRESETS
+
+    few, post = PRESETS[FEW_STEPS], PRESETS["Post defaults"]
+    assert {k for k in few if few[k] != post[k]} == {"center_late_t_min", "center_late_t_max", "maximize_t_min",
+                                                     "maximize_t_max"}
+    for timesteps in ([999, 749.25, 499.5, 249.75], [999, 666, 333, 0], [999, 832.5, 666, 499.5, 333, 166.5]):
+        job, lines = _job_over(timesteps, settings=replace(DEFAULTS, enabled=True, **few))
+        assert job.unreached() == () and lines == [], timesteps

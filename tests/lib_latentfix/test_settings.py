@@ -71,3 +71,26 @@ def test_adaptive_clamp_ignores_the_unused_fixed_threshold():
     assert chosen.schedule().steps[0].filter.adaptive == 0.998
     with pytest.raises(SettingsError, match="threshold"):
         from_named({"enabled": True, "clamp_adaptive": False, "clamp_threshold": 4.5, "clamp_boundary": 4.0})
+
+
+def test_section_headers_say_whether_each_filter_is_on_and_how_strong():
+    from lib_latentfix.settings import section_header
+
+    on = replace(DEFAULTS, enabled=True)
+    assert section_header(on, "clamp") == "Soft clamp \u2014 on, strength 1"
+    assert section_header(replace(on, center_strength=0.5, strength=0.8), "center") == \
+        "Center (colour balance) \u2014 on, strength 0.5 \u00d7 0.8 overall"
+    assert section_header(replace(on, maximize_enabled=False), "maximize") == "Maximize (range) \u2014 off"
+    assert section_header(replace(on, maximize_strength=0.0), "maximize").endswith("(changes nothing)")
+
+
+def test_without_switches_off_exactly_the_parts_that_did_not_run():
+    on = replace(DEFAULTS, enabled=True)
+    names = lambda s: [name for name, _ in s.parts()]  # noqa: E731
+    assert names(on) == ["clamp", "center_early", "center_late", "maximize"]
+    assert names(on.without({"center_late", "maximize"})) == ["clamp", "center_early"]
+    assert on.without({"center_late", "maximize"}).center_enabled
+    both = on.without({"center_early", "center_late"})
+    assert not both.center_enabled and names(both) == ["clamp", "maximize"]
+    assert both.center_late_channel_shift == on.center_late_channel_shift  # a disabled section keeps its values
+    assert on.schedule().steps == tuple(step for _, step in on.parts())

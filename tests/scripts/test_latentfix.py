@@ -8,10 +8,10 @@ from support.glue import our_callbacks, args
 
 
 def test_named_settings_dict_as_the_only_api_arg(a1111):
-    named, processed = a1111.txt2img([{"enabled": True, "preset": "Gentle", "maximize_boundary": 3.5}], steps=6,
+    named, processed = a1111.txt2img([{"enabled": True, "preset": "Gentle", "maximize_boundary": 3.5}], steps=12,
                                      seed=1, is_api=True)
     positional, _ = a1111.txt2img(args(clamp_strength=0.5, center_strength=0.5, maximize_strength=0.5,
-                                       maximize_boundary=3.5), steps=6, seed=1, is_api=True)
+                                       maximize_boundary=3.5), steps=12, seed=1, is_api=True)
     assert torch.equal(named, positional)
     assert "boundary=3.5" in processed.infotexts[0]
 
@@ -69,7 +69,7 @@ def test_a_failure_after_some_corrections_says_partly_applied(a1111, monkeypatch
 
 
 def test_api_info_holds_the_values_not_nulls(a1111):
-    run = a1111.txt2img([{"enabled": True}], steps=4, seed=1, is_api=True)
+    run = a1111.txt2img([{"enabled": True}], steps=12, seed=1, is_api=True)
     params = run.p.extra_generation_params  # what Processed.js() serialises (processing.py:597, default=None)
     ours = {k: v for k, v in params.items() if k.startswith("LatentFix")}
     assert ours and all(isinstance(v, str) for v in ours.values())

@@ -53,8 +53,8 @@ def test_callbacks_do_no_tensor_work_when_off(a1111):
 
 
 def test_on_changes_the_image_and_writes_infotext(a1111):
-    off, _ = a1111.txt2img(batch_size=2, steps=8, seed=3)
-    on, processed = a1111.txt2img(args(), batch_size=2, steps=8, seed=3)
+    off, _ = a1111.txt2img(batch_size=2, steps=12, seed=3)
+    on, processed = a1111.txt2img(args(), batch_size=2, steps=12, seed=3)
     assert not torch.equal(on, off)
     info = processed.infotexts[0]
     assert f"{VERSION_KEY}: " in info and f"{PRESET_KEY}: Post defaults" in info

@@ -17,7 +17,7 @@ def test_settings_page_defaults_reach_the_ui_and_the_api(a1111):
     ext = host.load_extension()
     defaults = ext.defaults["txt2img"]
     assert defaults[0] is True and defaults[1] == "Gentle"
-    _, processed = host.txt2img(steps=4, seed=1, is_api=True)  # no args: the defaults apply
+    _, processed = host.txt2img(steps=12, seed=1, is_api=True)  # no args: the defaults apply
     assert "LatentFix preset: Gentle" in processed.infotexts[0]
 
 

@@ -12,7 +12,7 @@ def test_infotext_pastes_back_every_control(a1111):
 
     chosen = replace(ON, preset="Custom", clamp_adaptive=False, clamp_threshold=3.0, center_channels=(1, 2),
                      maximize_boundary=3.25, apply_in_hires=False)
-    _, processed = a1111.txt2img(to_positional(chosen), steps=6, seed=1)
+    _, processed = a1111.txt2img(to_positional(chosen), steps=12, seed=1)
     script = a1111.extension.script("txt2img")
     pasted = infotext_utils.paste_infotext(script.infotext_fields, processed.infotexts[0])
     assert pasted == to_positional(chosen)

@@ -12,7 +12,9 @@ import torch
 from webui_standin import harness
 
 import latentfix_webui.host as glue_host
-from lib_latentfix.arguments import to_positional
+from lib_latentfix import infotext as lf_infotext
+from lib_latentfix.arguments import from_script_args, to_positional
+from modules import infotext_utils
 from lib_latentfix.settings import DEFAULTS, apply_preset
 from lib_latentfix.sigmas import sigma_to_t
 from dataclasses import replace
@@ -58,7 +60,20 @@ def test_txt2img_host_windows_equal_device_windows(flavour, case, monkeypatch):
     host_run = _run(flavour, "txt2img", False, monkeypatch, seed=21, **dict(CASES[case]))
     device_run = _run(flavour, "txt2img", True, monkeypatch, seed=21, **dict(CASES[case]))
     assert torch.equal(host_run.latents, device_run.latents)
-    assert host_run.processed.infotexts[0] == device_run.processed.infotexts[0]
+    host_text, device_text = host_run.processed.infotexts[0], device_run.processed.infotexts[0]
+    if host_text != device_text:
+        # the host knew the model calls' timesteps, so it knows a filter ran on none of them and leaves it out of
+        # the infotext (the device path cannot know without a sync and claims the settings): pasting the host's
+        # infotext reproduces the image, and the device run claims exactly the settings it was given
+        assert host_run.p.latentfix_job.unreached()
+        assert not device_run.p.latentfix_job.unreached()
+        pasted, problems = lf_infotext.decode(infotext_utils.parse_generation_parameters(host_text))
+        assert not problems and pasted != ON
+        again = _run(flavour, "txt2img", True, monkeypatch, seed=21,
+                     **{**CASES[case], "script_args": to_positional(pasted)})
+        assert torch.equal(again.latents, host_run.latents)
+        assert all(f"{key}: {value}" in device_text for key, value in lf_infotext.encode(
+            from_script_args(device_run.p.script_args[1:]), "0.1.0").items() if key != "LatentFix")
 
 
 @pytest.mark.parametrize("flavour", ["a1111", "forge"])

@@ -35,13 +35,13 @@ def test_xyz_axes_are_registered_once(with_xyz):
 
 def test_xyz_cells_get_their_own_values_and_infotext(with_xyz):
     host, xyz = with_xyz
-    base = host.txt2img(steps=4, seed=1)  # extension off in the UI
+    base = host.txt2img(steps=12, seed=1)  # extension off in the UI
     cells = xyz.run_cells(base.p, "[LatentFix] Enable", ["True", "False"])
     assert "LatentFix: " in cells[0].infotexts[0]
     assert "LatentFix" not in cells[1].infotexts[0]
     boundary = xyz.run_cells(base.p, "[LatentFix] Maximize boundary", [2.0, 3.5])
     assert all("LatentFix" not in r.infotexts[0] for r in boundary)  # a parameter axis alone does not enable
-    on = host.txt2img(args(), steps=4, seed=1)
+    on = host.txt2img(args(), steps=12, seed=1)
     two = xyz.run_cells(on.p, "[LatentFix] Maximize boundary", [2.0, 3.5])
     assert "boundary=2;" in two[0].infotexts[0] and "boundary=3.5;" in two[1].infotexts[0]
     assert not hasattr(on.p, "latentfix_overrides")  # the original p is untouched
@@ -49,7 +49,7 @@ def test_xyz_cells_get_their_own_values_and_infotext(with_xyz):
 
 def test_xyz_rejects_bad_values_before_running(with_xyz):
     host, xyz = with_xyz
-    base = host.txt2img(args(), steps=4, seed=1)
+    base = host.txt2img(args(), steps=12, seed=1)
     with pytest.raises(ValueError, match="maximize_boundary"):
         xyz.run_cells(base.p, "[LatentFix] Maximize boundary", [2.0, 99.0])
 
@@ -58,7 +58,7 @@ def test_xyz_grid_is_checked_as_a_whole_not_axis_by_axis(with_xyz, capsys):
     """Axes are confirmed one at a time (xyz_grid.py:612-613); a valid grid whose values only fit together passes,
     and an invalid one names exactly the cells that will be refused before the first image."""
     host, xyz = with_xyz
-    base = host.txt2img(args(), steps=4, seed=1)  # maximize window: start 100, end 1
+    base = host.txt2img(args(), steps=12, seed=1)  # maximize window: start 100, end 1
     start, end = "[LatentFix] Maximize window start (timestep)", "[LatentFix] Maximize window end (timestep)"
     cells = xyz.run_grid(base.p, [(start, [300, 400]), (end, [150, 200])])
     assert all("LatentFix maximize: " in r.infotexts[0] for _, r in cells)

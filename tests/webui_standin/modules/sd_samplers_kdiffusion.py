@@ -25,6 +25,20 @@ def normal_scheduler(n, sigma_min, sigma_max, inner_model, device="cpu"):  # A s
     return torch.tensor([float(inner_model.t_to_sigma(t)) for t in torch.linspace(float(start), float(end), n)] + [0.0])
 
 
+def sgm_uniform(n, sigma_min, sigma_max, inner_model, device="cpu"):  # A sd_schedulers.py:33-41
+    """'SGM Uniform': n timesteps evenly spaced from t(sigma_max) toward t(sigma_min), the last one left out
+    ("trailing", as few-step models are trained: 4 steps give t = 999, 749.25, 499.5, 249.75), then a final 0."""
+    start, end = inner_model.sigma_to_t(torch.tensor(sigma_max)), inner_model.sigma_to_t(torch.tensor(sigma_min))
+    sigs = [float(inner_model.t_to_sigma(t)) for t in torch.linspace(float(start), float(end), n + 1)[:-1]]
+    return torch.tensor(sigs + [0.0])
+
+
+def simple_scheduler(n, sigma_min, sigma_max, inner_model, device="cpu"):  # A sd_schedulers.py:81-87
+    """'Simple': every (len(sigmas) / n)-th sigma of the model's table, from the top, then a final 0."""
+    ss = len(inner_model.sigmas) / n
+    return torch.tensor([float(inner_model.sigmas[-(1 + int(x * ss))]) for x in range(n)] + [0.0])
+
+
 def to_d(x, sigma, denoised):
     return (x - denoised) / sigma
 
@@ -136,18 +150,24 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         name = (getattr(p, "hr_scheduler", None) if p.is_hr_pass else p.scheduler) or "Automatic"
         if name == "Automatic":
             name = self.config.options.get("scheduler", None)
-        name = {"Karras": "karras", "Exponential": "exponential", "Normal": "normal", "Uniform": "uniform"}.get(name, name)
+        labels = {"karras": "Karras", "exponential": "Exponential", "normal": "Normal", "uniform": "Uniform",
+                  "sgm_uniform": "SGM Uniform", "simple": "Simple"}  # A sd_schedulers.py:131-143 (subset)
+        name = {label: key for key, label in labels.items()}.get(name, name)
         smin, smax = self.model_wrap.sigmas[0].item(), self.model_wrap.sigmas[-1].item()
         if name is None or name == "uniform":
             return self.model_wrap.get_sigmas(steps)
         if name not in ("Automatic",) and not p.is_hr_pass:
-            p.extra_generation_params["Schedule type"] = name.capitalize()
+            p.extra_generation_params["Schedule type"] = labels.get(name, name)
         if name == "karras":
             return get_sigmas_karras(steps, smin, smax)
         if name == "exponential":
             return get_sigmas_exponential(steps, smin, smax)
         if name == "normal":
             return normal_scheduler(steps, smin, smax, self.model_wrap)
+        if name == "sgm_uniform":
+            return sgm_uniform(steps, smin, smax, self.model_wrap)
+        if name == "simple":
+            return simple_scheduler(steps, smin, smax, self.model_wrap)
         raise ValueError(f"stand-in has no scheduler {name!r}")
 
     def _kwargs(self, p, sigmas):

@@ -61,6 +61,41 @@ if gr is not None:
 
             def get_block_name(self):
                 return "checkbox"
+
+        class InputAccordionImpl(gr.Checkbox):
+            """Forge's InputAccordion (F modules/ui_components.py:102-170): the class is InputAccordionImpl and
+            InputAccordion is a function that builds one with setup=True (so isinstance on it fails there)."""
+            webui_do_not_create_gradio_pyi_thank_you = True
+            global_index = 0
+
+            def __init__(self, value=None, setup=False, **kwargs):
+                if not setup:
+                    super().__init__(value=value, **kwargs)
+                    return
+                self.accordion_id = kwargs.get("elem_id")
+                if self.accordion_id is None:
+                    self.accordion_id = f"input-accordion-{InputAccordionImpl.global_index}"
+                    InputAccordionImpl.global_index += 1
+                super().__init__(value=value, **{**kwargs, "elem_id": f"{self.accordion_id}-checkbox", "visible": False})
+                self.accordion = gr.Accordion(**{**kwargs, "elem_id": self.accordion_id, "label": kwargs.get("label", "Accordion"),
+                                                 "elem_classes": ["input-accordion"], "open": value})
+
+            def extra(self):
+                return gr.Column(elem_id=self.accordion_id + "-extra", elem_classes="input-accordion-extra", min_width=0)
+
+            def __enter__(self):
+                self.accordion.__enter__()
+                return self
+
+            def __exit__(self, exc_type, exc_val, exc_tb):
+                self.accordion.__exit__(exc_type, exc_val, exc_tb)
+
+            def get_block_name(self):
+                return "checkbox"
+
+    def forge_input_accordion(value=None, **kwargs):
+        """Forge's modules.ui_components.InputAccordion (F modules/ui_components.py:169-170)."""
+        return InputAccordionImpl(value=value, setup=True, **kwargs)
 else:
     class InputAccordion(_Component):
         global_index = 0
