@@ -143,6 +143,8 @@ def host_timesteps(p: Any) -> tuple[Optional[tuple[int, int]], Optional[HostTime
     denoiser = getattr(sampler, "model_wrap_cfg", None)
     if sampler is None or name is None:
         return None, None, "no sampler"
+    if getattr(p, "sampler_noise_scheduler_override", None) is not None:
+        return None, None, "another extension overrides the sigma schedule"  # asking it twice could disturb it
     steps, t_enc = _steps_of_run(p)
     if callable(getattr(sampler, "get_sigmas", None)) and (name in FIRST_ORDER or name in SECOND_ORDER):
         sigmas = sampler.get_sigmas(p, steps).to("cpu", torch.float64)

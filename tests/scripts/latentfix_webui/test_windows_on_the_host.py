@@ -208,3 +208,13 @@ def test_no_repeated_work_per_model_call(monkeypatch):
     assert "LatentFix: " in run.processed.infotexts[0]
     # per generation: argument checks and the job build the schedule a few times; 14 model calls build none
     assert counts["schedule"] <= 6 and counts["skip"] <= 3 and counts["encode"] <= 3, counts
+
+
+def test_a_schedule_override_of_another_extension_is_not_asked_twice(capsys):
+    """p.sampler_noise_scheduler_override (A sd_samplers_kdiffusion.py:96-97) may keep state: the host's schedule
+    is then not recomputed, and the windows are tested on the device, saying so once."""
+    host = harness.make_host("a1111", "sdxl")
+    host.load_extension()
+    run = host.txt2img(args(), steps=8, seed=3, sampler="Euler", sampler_noise_scheduler_override=lambda steps: None)
+    assert "LatentFix: " in run.processed.infotexts[0]
+    assert capsys.readouterr().out.count("another extension overrides the sigma schedule") == 1
