@@ -47,14 +47,15 @@ def prediction_rows(rows: int, tensor: Optional[Tensor]) -> Optional[Tensor]:
 class HostTimesteps:
     """What the host knows, before sampling, of the timesteps of one sampler run (a pass).
 
-    ``timesteps[i]`` is the training timestep of step i's model evaluation; ``calls_per_step`` is 2 for
-    second-order samplers, whose second evaluation lies between ``timesteps[i]`` and ``timesteps[i + 1]``.
-    ``steps`` is the number of sampler steps the run was announced with (the host's check that it is this run).
+    ``timesteps[i]`` is the training timestep of step i's (first) model evaluation; ``calls_per_step`` is 2 for
+    second-order samplers, whose second evaluation lies between ``timesteps[i]`` and ``timesteps[i + 1]`` — exactly
+    at ``timesteps[i + 1]`` when ``second_at_next`` (Heun).
     """
 
     timesteps: tuple[float, ...]
     calls_per_step: int = 1
     first_call_at: int = 0  # the schedule entry of model call 0 (A1111's DDIM walks its timesteps backwards: -1)
+    second_at_next: bool = False
 
     def bounds(self, call: int) -> Optional[tuple[float, float]]:
         """The range of timesteps model call number ``call`` of the run evaluates at, or None if unknown."""
@@ -64,9 +65,11 @@ class HostTimesteps:
             return (self.timesteps[i],) * 2 if 0 <= i < len(self.timesteps) else None
         if i >= len(self.timesteps):
             return None
-        if self.calls_per_step == 1:
+        if self.calls_per_step == 1 or call % self.calls_per_step == 0:  # a step's first call: at its own entry
             return self.timesteps[i], self.timesteps[i]
         following = self.timesteps[i + 1] if i + 1 < len(self.timesteps) else self.timesteps[i]
+        if self.second_at_next:
+            return following, following
         return min(following, self.timesteps[i]), max(following, self.timesteps[i])
 
 
@@ -231,8 +234,8 @@ class Job:
         if bounds is None and not self._said_unknown:
             self._said_unknown = True
             why = self._unknown_why or "the sampler run is not the one announced"
-            self._report(f"timesteps not known before sampling ({why}): the filter windows are tested on the device "
-                         "for this pass, which computes every filter (slower, same result)")
+            self._report(f"timesteps not known before sampling ({why}): in this generation the filter windows are "
+                         "tested on the device where needed, which computes every filter (slower, same result)")
         self._call = capture(steps, bounds)
         return True
 

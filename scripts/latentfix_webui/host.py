@@ -28,8 +28,8 @@ SDXL, SD, UNSUPPORTED = "sdxl", "sd", "unsupported"
 INNER_PASS_FLAGS: tuple[str, ...] = ("_ad_inner",)  # ADetailer (adetailer/scripts/!adetailer.py)
 
 # Samplers whose model calls are known before sampling (K k_diffusion/sampling.py): first-order samplers evaluate
-# the model exactly at each schedule sigma; these second-order ones twice per step, the second time between
-# sigma_i and sigma_i+1 (Heun at sigma_i+1, DPM2 at the log-midpoint, DPM++ SDE at t + h/2). Ancestral second-order
+# the model exactly at each schedule sigma; these second-order ones twice per step, first at sigma_i, then between
+# sigma_i and sigma_i+1 (Heun exactly at sigma_i+1, DPM2 at the log-midpoint, DPM++ SDE at t + h/2). Ancestral second-order
 # samplers (DPM2 a, DPM++ 2S a) evaluate below sigma_i+1, Restart and DPM fast/adaptive follow their own
 # schedules: those fall back to testing the windows on the device.
 FIRST_ORDER = {"Euler", "Euler a", "LMS", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE", "LCM"}
@@ -152,7 +152,7 @@ def host_timesteps(p: Any) -> tuple[Optional[tuple[int, int]], Optional[HostTime
             sigmas = sigmas[steps - t_enc - 1:]
         t = lf_sigmas.sigma_to_t(sigmas, _alphas_on_host()).to(torch.float64)
         t = torch.where(sigmas > 0, t, torch.zeros_like(t))
-        host = HostTimesteps(tuple(t.tolist()), 2 if name in SECOND_ORDER else 1)
+        host = HostTimesteps(tuple(t.tolist()), 2 if name in SECOND_ORDER else 1, second_at_next=name == "Heun")
         return run_key(sampler, len(sigmas) - 1), host, None
     if callable(getattr(sampler, "get_timesteps", None)) and name.startswith("DDIM") and not forge_like() \
             and isinstance(denoiser, CFGDenoiserTimesteps or ()):

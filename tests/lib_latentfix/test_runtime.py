@@ -147,3 +147,18 @@ def test_the_few_step_preset_is_a_departure_only_in_its_late_window():
     for timesteps in ([999, 749.25, 499.5, 249.75], [999, 666, 333, 0], [999, 832.5, 666, 499.5, 333, 166.5]):
         job, lines = _job_over(timesteps, settings=replace(DEFAULTS, enabled=True, **few))
         assert job.unreached() == () and lines == [], timesteps
+
+
+def test_host_timesteps_bounds_per_sampler_kind():
+    from lib_latentfix.runtime import HostTimesteps
+
+    t = (999.0, 700.0, 300.0, 0.0)
+    first = HostTimesteps(t)
+    assert [first.bounds(c) for c in range(3)] == [(999.0, 999.0), (700.0, 700.0), (300.0, 300.0)]
+    midpoint = HostTimesteps(t, calls_per_step=2)  # DPM2, DPM++ SDE: the second call lies between two entries
+    assert midpoint.bounds(0) == (999.0, 999.0) and midpoint.bounds(1) == (700.0, 999.0)
+    heun = HostTimesteps(t, calls_per_step=2, second_at_next=True)  # Heun: the second call at the next entry
+    assert heun.bounds(1) == (700.0, 700.0) and heun.bounds(4) == (300.0, 300.0)
+    ddim = HostTimesteps((1.0, 251.0, 501.0, 751.0), first_call_at=-1)  # A1111 DDIM walks backwards
+    assert ddim.bounds(0) == (751.0, 751.0) and ddim.bounds(2) == (251.0, 251.0)
+    assert first.bounds(10) is None
