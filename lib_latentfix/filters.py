@@ -383,26 +383,27 @@ def soft_clamp_change(x: Tensor, threshold: Tensor, boundary: Tensor, applies: T
 
     Values above ``threshold`` are mapped into ``[threshold, boundary]`` relative to the pixel's largest value
     across channels, values below ``-threshold`` likewise into ``[-boundary, -threshold]``. The change is exactly 0
-    in images where ``applies`` is False, and 0 (never NaN) at non-finite values, so ``x + change`` leaves those
-    alone. Only arithmetic and clamps on the full tensor (no per-pixel selections, which are slow on CPUs).
+    in images where ``applies`` is False (also at their ±inf values) and NaN only at NaN values, so ``x + change``
+    leaves those images as they are. Only arithmetic and clamps on the full tensor (no per-pixel selections, which
+    are slow on CPUs).
     """
     work = x.to(compute_dtype(x.dtype))
     dtype = work.dtype
-    # images the clamp leaves alone get a threshold nothing finite exceeds and no room: their change is 0
-    thr = torch.where(applies, threshold.to(dtype), torch.finfo(dtype).max)[:, None, None, None]
+    tiny, huge = torch.finfo(dtype).tiny, torch.finfo(dtype).max
+    # images the clamp leaves alone get a threshold nothing finite exceeds and factors of 0: their change is 0
+    thr = torch.where(applies, threshold.to(dtype), huge)[:, None, None, None]
     room = torch.where(applies, (boundary - threshold).to(dtype), 0.0)[:, None, None, None]
-    tiny = torch.finfo(dtype).tiny
-    huge = torch.finfo(dtype).max
+    on = applies.to(dtype)[:, None, None, None]
     # per pixel, [B, 1, H, W]: the excess beyond ±threshold is scaled by room / (the pixel's largest excess) — the
     # post's ratio — so the change is the excess times (that factor − 1). Where no value of the pixel exceeds the
-    # threshold the factor is huge (kept finite, so that 0 × factor is 0) and the excess is 0.
+    # threshold the factor is huge (kept finite) and the excess is 0.
     shrink_over = (work.amax(dim=1, keepdim=True) - thr).clamp_min_(tiny).reciprocal_().mul_(room)
-    shrink_over.clamp_max_(huge).sub_(1.0)
     shrink_under = (work.amin(dim=1, keepdim=True).neg_() - thr).clamp_min_(tiny).reciprocal_().mul_(room)
-    shrink_under.clamp_max_(huge).sub_(1.0)
-    change = (work - thr).clamp_min_(0.0).mul_(shrink_over)
-    change.add_((work + thr).clamp_max_(0.0).mul_(shrink_under))
-    return torch.nan_to_num_(change, nan=0.0, posinf=0.0, neginf=0.0)
+    for shrink in (shrink_over, shrink_under):  # a NaN of the pixel (only in images left alone) must not spread
+        torch.nan_to_num_(shrink.clamp_max_(huge).sub_(1.0).mul_(on), nan=0.0)
+    # excesses clamped to finite values, so that an inf (in an image left alone) times a factor of 0 is 0
+    change = (work - thr).clamp_(0.0, huge).mul_(shrink_over)
+    return change.add_((work + thr).clamp_(-huge, 0.0).mul_(shrink_under))
 
 
 def soft_clamp_pixels(x: Tensor, threshold: Tensor, boundary: Tensor) -> Tensor:
