@@ -80,6 +80,7 @@ class LatentFixScript(scripts.Script):
         if job.skip_reason(is_hr_pass=False, inner_pass=host.is_inner_pass(p)) is not None:
             return
         setattr(p, callbacks.JOB_ATTR, job)
+        setattr(p, host.FORGE_ATTR, host.forge_like())
         setattr(p, RECORDER_ATTR, recorder)
         p.extra_generation_params.update(INFOTEXT_VALUES)
 

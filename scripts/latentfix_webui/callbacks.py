@@ -47,7 +47,7 @@ def _begin(job: Job, params: Any, denoiser: Any, p: Any) -> bool:
             if problem is not None:
                 job.stop(f"skipped for this generation: {problem}")
                 return None
-            eps = host.eps_mode(denoiser)
+            eps = host.eps_mode(denoiser, host.forge_like_for(p))
             sigma = params.sigma
             alpha_bar = denoiser.alphas[sigma.to(dtype=torch.int64)] if eps else None
             timesteps = host.device_timesteps(denoiser, sigma, eps) if steps is None else None

@@ -82,9 +82,18 @@ def repaint_mask(denoiser: Any) -> Optional[torch.Tensor]:
     return getattr(denoiser, "nmask", None)
 
 
-def eps_mode(denoiser: Any) -> bool:
+FORGE_ATTR = "latentfix_forge_like"  # on p: whether this host is Forge-like, decided once per generation
+
+
+def forge_like_for(p: Any) -> bool:
+    """:func:`forge_like`, as decided for this generation (looking it up costs tens of µs: not once per call)."""
+    decided = getattr(p, FORGE_ATTR, None)
+    return forge_like() if decided is None else decided
+
+
+def eps_mode(denoiser: Any, forge: bool) -> bool:
     """A1111's DDIM/PLMS/UniPC: the 'sigma' is the timestep and predictions are ε (Forge converts them)."""
-    return bool(CFGDenoiserTimesteps) and isinstance(denoiser, CFGDenoiserTimesteps) and not forge_like()
+    return bool(CFGDenoiserTimesteps) and isinstance(denoiser, CFGDenoiserTimesteps) and not forge
 
 
 def device_timesteps(denoiser: Any, sigma: torch.Tensor, eps: bool) -> torch.Tensor:
@@ -154,7 +163,7 @@ def host_timesteps(p: Any) -> tuple[Optional[tuple[int, int]], Optional[HostTime
         t = torch.where(sigmas > 0, t, torch.zeros_like(t))
         host = HostTimesteps(tuple(t.tolist()), 2 if name in SECOND_ORDER else 1, second_at_next=name == "Heun")
         return run_key(sampler, len(sigmas) - 1), host, None
-    if callable(getattr(sampler, "get_timesteps", None)) and name.startswith("DDIM") and not forge_like() \
+    if callable(getattr(sampler, "get_timesteps", None)) and name.startswith("DDIM") and not forge_like_for(p) \
             and isinstance(denoiser, CFGDenoiserTimesteps or ()):
         timesteps = sampler.get_timesteps(p, steps).to("cpu", torch.float64)
         if t_enc is not None:
