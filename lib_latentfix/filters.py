@@ -406,12 +406,6 @@ def soft_clamp_change(x: Tensor, threshold: Tensor, boundary: Tensor, applies: T
     return change.add_((work + thr).clamp_(-huge, 0.0).mul_(shrink_under))
 
 
-def soft_clamp_pixels(x: Tensor, threshold: Tensor, boundary: Tensor) -> Tensor:
-    """The post's soft clamp on every pixel of every image, in the compute dtype; limits are ``[B]`` tensors."""
-    everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    return x.to(compute_dtype(x.dtype)) + soft_clamp_change(x, threshold, boundary, everyone)
-
-
 def blend(x: Tensor, filtered: Tensor, applies: Tensor, strength: float, mask: Optional[Tensor]) -> Tensor:
     """``x + strength × mask × (filtered − x)`` for the images where ``applies`` (``[B]`` bool), in ``x``'s dtype.
 

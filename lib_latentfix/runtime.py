@@ -107,9 +107,6 @@ def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Te
     return eps_after_x0_change(prediction, x0, corrected, alpha_bar), usable
 
 
-# what a Job reports it skipped, per pass: the sections whose steps never ran although enabled
-_SECTION_OF = {"SoftClamp": "clamp", "Center": "center", "Maximize": "maximize"}
-
 
 def window_text(step: Step) -> str:
     """A step's window as a message writes it: "t > 950", "1 < t < 100", "t < 300"."""
@@ -392,11 +389,6 @@ def skip_reason(settings: Settings, *, is_hr_pass: bool, inner_pass: bool) -> Op
     if is_hr_pass and not settings.apply_in_hires:
         return "hires fix pass"
     return None
-
-
-def sections_of(steps: Sequence[Step]) -> set[str]:
-    """The settings sections (clamp/center/maximize) the steps belong to."""
-    return {_SECTION_OF[type(step.filter).__name__] for step in steps}
 
 
 __all__ = ["FILTER_SECTIONS", "HostTimesteps", "Job", "ModelCall", "correct", "latent_problem",

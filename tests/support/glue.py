@@ -25,3 +25,13 @@ def our_callbacks():
     import modules.script_callbacks as sc
 
     return {cat: [e.name for e in entries if "latentfix" in e.name] for cat, entries in sc.callback_map.items()}
+
+
+def wrap_our_callbacks(wrap):
+    """Replace each of LatentFix's CFG callbacks by ``wrap(inner, category)`` (a function of ``params``)."""
+    import modules.script_callbacks as sc
+
+    for category in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg"):
+        for entry in sc.callback_map["callbacks_" + category]:
+            if "latentfix" in entry.name:
+                entry.callback = wrap(entry.callback, category)

@@ -116,21 +116,18 @@ def _install_post_callback(timesteps: list, state: dict) -> list[float]:
 
 def _time_our_callbacks() -> list[float]:
     """Wrap LatentFix's CFG callbacks so each call's duration is recorded (the glue's own time per model call)."""
-    import modules.script_callbacks as sc
+    from support.glue import wrap_our_callbacks
 
     spent: list[float] = []
-    for category in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg"):
-        for entry in sc.callback_map["callbacks_" + category]:
-            if "latentfix" not in entry.name:
-                continue
-            inner = entry.callback
 
-            def timed(params, inner=inner):
-                start = time.perf_counter()
-                inner(params)
-                spent.append(time.perf_counter() - start)
+    def timing(inner, _category):
+        def timed(params):
+            start = time.perf_counter()
+            inner(params)
+            spent.append(time.perf_counter() - start)
+        return timed
 
-            entry.callback = timed
+    wrap_our_callbacks(timing)
     return spent
 
 

@@ -10,7 +10,7 @@ from lib_latentfix.infotext import GROUP_KEYS, PRESET_KEY, VERSION_KEY
 from lib_latentfix.schedule import apply
 from lib_latentfix.sigmas import eps_to_x0
 from lib_latentfix.settings import AFTER_CFG, BEFORE_CFG
-from support.glue import ON, args, run_without_extension
+from support.glue import wrap_our_callbacks, ON, args, run_without_extension
 from support.sync_guard import NoHostSync
 
 
@@ -33,21 +33,16 @@ def test_zero_strength_is_bit_identical_and_does_no_tensor_work(a1111, correctio
 
 
 def test_callbacks_do_no_tensor_work_when_off(a1111):
-    import modules.script_callbacks as sc
-
     counts = {"calls": 0}
-    for category in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg"):
-        for entry in sc.callback_map["callbacks_" + category]:
-            if "latentfix" not in entry.name:
-                continue
-            inner = entry.callback
 
-            def counted(params, inner=inner):
-                with NoHostSync() as guard:
-                    inner(params)
-                counts["calls"] += guard.calls
+    def counting(inner, _category):
+        def counted(params):
+            with NoHostSync() as guard:
+                inner(params)
+            counts["calls"] += guard.calls
+        return counted
 
-            entry.callback = counted
+    wrap_our_callbacks(counting)
     a1111.txt2img(batch_size=2, steps=6, seed=1)
     assert counts["calls"] == 0
 

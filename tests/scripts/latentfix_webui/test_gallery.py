@@ -3,7 +3,7 @@
 
 import torch
 
-from support.glue import args
+from support.glue import wrap_our_callbacks, args
 from support.sync_guard import NoHostSync
 
 
@@ -44,18 +44,13 @@ def test_trace_numbers_equal_the_statistics_of_the_tensors_passed(a1111, correct
 
 
 def test_diagnostics_never_sync_with_the_host_during_sampling(a1111, capsys):
-    import modules.script_callbacks as sc
+    def guarding(inner, _category):
+        def guarded(params):
+            with NoHostSync():
+                inner(params)
+        return guarded
 
-    for category in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg"):
-        for entry in sc.callback_map["callbacks_" + category]:
-            if "latentfix" in entry.name:
-                inner = entry.callback
-
-                def guarded(params, inner=inner):
-                    with NoHostSync():
-                        inner(params)
-
-                entry.callback = guarded
+    wrap_our_callbacks(guarding)
     latents, processed = a1111.txt2img(args(diagnostics=True), batch_size=2, steps=6, seed=1)
     out = capsys.readouterr().out
     assert "turned off" not in out and "LatentFix: " in processed.infotexts[0]

@@ -18,6 +18,7 @@ from modules import infotext_utils
 from lib_latentfix.settings import DEFAULTS, apply_preset
 from lib_latentfix.sigmas import sigma_to_t
 from dataclasses import replace
+from support.glue import wrap_our_callbacks
 from support.sync_guard import NoHostSync
 
 ON = replace(DEFAULTS, enabled=True)
@@ -92,20 +93,14 @@ def test_img2img_host_windows_equal_device_windows(flavour, sampler, strength, m
 
 def _count_tensor_work(host, calls):
     """Wrap our callbacks so each records how many torch functions it ran (and fails on a host sync)."""
-    import modules.script_callbacks as sc
+    def counting(inner, category):
+        def counted(params):
+            with NoHostSync() as guard:
+                inner(params)
+            calls.append((category, guard.calls))
+        return counted
 
-    for category in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg"):
-        for entry in sc.callback_map["callbacks_" + category]:
-            if "latentfix" not in entry.name:
-                continue
-            inner = entry.callback
-
-            def counted(params, inner=inner, category=category):
-                with NoHostSync() as guard:
-                    inner(params)
-                calls.append((category, guard.calls))
-
-            entry.callback = counted
+    wrap_our_callbacks(counting)
 
 
 def test_a_call_outside_every_window_does_no_tensor_work():
