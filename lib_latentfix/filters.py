@@ -360,50 +360,71 @@ def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int
 # soft clamp (per pixel)
 
 
-def soft_clamp_limits(
-    stats: ChannelStats, threshold: float, boundary: float, adaptive: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-image ``threshold``, ``boundary`` (each ``[B]``) and whether the clamp applies to the image.
+def pixel_extremes(work: Tensor) -> tuple[Tensor, Tensor]:
+    """Each pixel's smallest and largest value across channels (each ``[B, 1, H, W]``): what the soft clamp scales
+    by, and (reduced once more) each image's largest magnitude. Two reads of the latent."""
+    return work.amin(dim=1, keepdim=True), work.amax(dim=1, keepdim=True)
 
-    The clamp applies when the image is usable and its largest magnitude is at least ``boundary`` (the
-    post's "unchanged below 4"). With ``adaptive`` > 0 (the post's callback uses 0.998) the limits follow
-    the image: boundary = adaptive × largest magnitude, threshold = adaptive × that boundary; the
+
+def largest_magnitude(low: Tensor, high: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """Each image's largest magnitude (``[B]``) from its :func:`pixel_extremes`, over the mask's region if given.
+
+    NaN or ±inf in the region makes it non-finite (the image is not usable); an empty region gives -inf.
+    """
+    if mask is not None:
+        inside = mask > 0
+        low, high = torch.where(inside, low, math.inf), torch.where(inside, high, -math.inf)
+    return torch.maximum(low.flatten(1).amin(dim=1).neg_(), high.flatten(1).amax(dim=1))
+
+
+def soft_clamp_limits(
+    largest: Tensor, threshold: float, boundary: float, adaptive: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-image ``threshold``, ``boundary`` (each ``[B]``) and whether the clamp applies to the image, from each
+    image's largest magnitude (:func:`largest_magnitude`).
+
+    The clamp applies when the image is usable (its largest magnitude is finite) and that magnitude is at least
+    ``boundary`` (the post's "unchanged below 4"). With ``adaptive`` > 0 (the post's callback uses 0.998) the
+    limits follow the image: boundary = adaptive × largest magnitude, threshold = adaptive × that boundary; the
     "unchanged below" test keeps the nominal ``boundary``.
     """
-    largest = stats.abs_max()
-    applies = stats.usable & (largest >= boundary)
+    applies = torch.isfinite(largest) & (largest >= boundary)
     if adaptive > 0:
         bound = largest * adaptive
         return bound * adaptive, bound, applies
     return torch.full_like(largest, threshold), torch.full_like(largest, boundary), applies
 
 
-def soft_clamp_change(x: Tensor, threshold: Tensor, boundary: Tensor, applies: Tensor) -> Tensor:
-    """What the post's soft clamp adds to every pixel (``filtered − x``), in the compute dtype; limits are ``[B]``.
+def soft_clamped(work: Tensor, low: Tensor, high: Tensor, threshold: Tensor, boundary: Tensor, applies: Tensor,
+                 strength: float = 1.0) -> Tensor:
+    """The post's soft clamp of ``work`` (compute dtype) as a new tensor, blended with ``work`` by ``strength``;
+    ``low``/``high`` are its :func:`pixel_extremes`, limits are ``[B]``.
 
     Values above ``threshold`` are mapped into ``[threshold, boundary]`` relative to the pixel's largest value
-    across channels, values below ``-threshold`` likewise into ``[-boundary, -threshold]``. The change is exactly 0
-    in images where ``applies`` is False (also at their ±inf values) and NaN only at NaN values, so ``x + change``
-    leaves those images as they are. Only arithmetic and clamps on the full tensor (no per-pixel selections, which
-    are slow on CPUs).
+    across channels, values below ``-threshold`` likewise into ``[-boundary, -threshold]``. Images where ``applies``
+    is False are returned as they are, bit for bit (also their NaN and ±inf). Arithmetic and clamps on the full
+    tensor only (no per-pixel selections, which are slow on CPUs): six passes over the latent.
     """
-    work = x.to(compute_dtype(x.dtype))
     dtype = work.dtype
     tiny, huge = torch.finfo(dtype).tiny, torch.finfo(dtype).max
-    # images the clamp leaves alone get a threshold nothing finite exceeds and factors of 0: their change is 0
+    # images the clamp leaves alone get a threshold nothing finite exceeds and no room: their change is −0 (x + −0
+    # is x), and at ±inf ±huge (inf ± huge is inf)
     thr = torch.where(applies, threshold.to(dtype), huge)[:, None, None, None]
     room = torch.where(applies, (boundary - threshold).to(dtype), 0.0)[:, None, None, None]
-    on = applies.to(dtype)[:, None, None, None]
     # per pixel, [B, 1, H, W]: the excess beyond ±threshold is scaled by room / (the pixel's largest excess) — the
     # post's ratio — so the change is the excess times (that factor − 1). Where no value of the pixel exceeds the
-    # threshold the factor is huge (kept finite) and the excess is 0.
-    shrink_over = (work.amax(dim=1, keepdim=True) - thr).clamp_min_(tiny).reciprocal_().mul_(room)
-    shrink_under = (work.amin(dim=1, keepdim=True).neg_() - thr).clamp_min_(tiny).reciprocal_().mul_(room)
-    for shrink in (shrink_over, shrink_under):  # a NaN of the pixel (only in images left alone) must not spread
-        torch.nan_to_num_(shrink.clamp_max_(huge).sub_(1.0).mul_(on), nan=0.0)
-    # excesses clamped to finite values, so that an inf (in an image left alone) times a factor of 0 is 0
-    change = (work - thr).clamp_(0.0, huge).mul_(shrink_over)
-    return change.add_((work + thr).clamp_(-huge, 0.0).mul_(shrink_under))
+    # threshold the factor is huge (kept finite) and the excess is 0; at a NaN pixel (only in images left alone, or
+    # outside a mask) the factor is huge too, so its finite values get a change of 0.
+    factors = []
+    for extreme in (high, low.neg()):
+        factor = (extreme - thr).clamp_min_(tiny).reciprocal_().mul_(room)
+        factor = torch.nan_to_num_(factor, nan=huge, posinf=huge).sub_(1.0)
+        factors.append(factor if strength == 1.0 else factor.mul_(strength))
+    # the excesses are clamped to finite values (an inf in an image left alone times a factor of −1 is −huge)
+    excess = torch.sub(work, thr).clamp_(0.0, huge)
+    out = torch.addcmul(work, excess, factors[0])
+    torch.add(work, thr, out=excess).clamp_(-huge, 0.0)
+    return out.addcmul_(excess, factors[1])
 
 
 def blend(x: Tensor, filtered: Tensor, applies: Tensor, strength: float, mask: Optional[Tensor]) -> Tensor:
@@ -445,11 +466,13 @@ def soft_clamp(
     threshold, boundary = check_soft_clamp_args(threshold, boundary)
     adaptive = check_number("adaptive", adaptive, 0.0, 1.0)
     weight = repaint_weight(mask, x)
-    thr, bnd, applies = soft_clamp_limits(channel_stats(x, weight), threshold, boundary, adaptive)
-    change = soft_clamp_change(x, thr, bnd, applies)
+    work = x.to(compute_dtype(x.dtype))
+    low, high = pixel_extremes(work)
+    thr, bnd, applies = soft_clamp_limits(largest_magnitude(low, high, weight), threshold, boundary, adaptive)
+    clamped = soft_clamped(work, low, high, thr, bnd, applies)
     if weight is None:
-        return (x.to(change.dtype) + change).to(x.dtype)
-    return blend(x, x.to(change.dtype) + change, applies, 1.0, weight)
+        return clamped.to(x.dtype)
+    return blend(x, clamped, applies, 1.0, weight)
 
 
 def center(

@@ -30,9 +30,12 @@ from .filters import (
     check_number,
     check_soft_clamp_args,
     maximize_affine,
+    compute_dtype,
+    largest_magnitude,
+    pixel_extremes,
     repaint_weight,
-    soft_clamp_change,
     soft_clamp_limits,
+    soft_clamped,
     with_ranges,
 )
 
@@ -197,7 +200,8 @@ def as_timesteps(timesteps: Union[Tensor, float, Sequence[float]], x: Tensor) ->
 
 class _Runner:
     """Applies steps in order, folding consecutive center/maximize steps into one affine map. Statistics are taken
-    when a step needs them, and only those it needs (center: the means; maximize and soft clamp: the ranges too)."""
+    when a step needs them, and only those it needs (center: the means; maximize: the ranges too; the soft clamp
+    takes its own, per pixel)."""
 
     def __init__(self, x: Tensor, mask: Optional[Tensor], ranges: bool):
         self.current = x
@@ -229,14 +233,16 @@ class _Runner:
         return self.current
 
     def soft_clamp(self, op: SoftClamp, active: Optional[Tensor], strength: float) -> None:
-        threshold, boundary, applies = soft_clamp_limits(self.stats(True), op.threshold, op.boundary, op.adaptive)
+        x = self.flush()
+        work = x.to(compute_dtype(x.dtype))
+        low, high = pixel_extremes(work)  # the clamp's own statistics: per pixel, then per image from those
+        largest = largest_magnitude(low, high, self.mask)
+        if self.usable is None:
+            self.usable = torch.isfinite(largest)
+        threshold, boundary, applies = soft_clamp_limits(largest, op.threshold, op.boundary, op.adaptive)
         if active is not None:
             applies = applies & active
-        x = self.flush()
-        change = soft_clamp_change(x, threshold, boundary, applies)
-        if strength != 1.0:
-            change.mul_(strength)
-        self.current = change.add_(x).to(x.dtype)  # x + 0 wherever the clamp does not apply
+        self.current = soft_clamped(work, low, high, threshold, boundary, applies, strength).to(x.dtype)
         self.base_stats = None
 
 
@@ -281,7 +287,7 @@ def run(
     weight_mask = repaint_weight(mask, x)
     if isinstance(t, float):
         steps = [step for step in steps if step.is_active_at(t)]
-    runner = _Runner(x, weight_mask, ranges=any(not isinstance(step.filter, Center) for step in steps))
+    runner = _Runner(x, weight_mask, ranges=any(isinstance(step.filter, Maximize) for step in steps))
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     windows: dict[tuple[float, float], tuple[Tensor, Tensor]] = {}  # one mask per distinct window
     for step in steps:
