@@ -123,28 +123,33 @@ Weight = Union[float, Tensor]  # a per-image weight: a Python number, or a [B] t
 
 @dataclass(frozen=True)
 class ChannelStats:
-    """Per-image, per-channel statistics (each ``[B, C]``) and which images are usable (``[B]`` bool).
+    """Per-image, per-channel statistics (each ``[B, C]``) and which images are usable (``keep``, ``[B, 1]`` bool).
 
-    Statistics of unusable images (non-finite values, empty mask) are replaced by 0, so every coefficient
-    derived from them is finite and the filters turn into the identity for those images.
+    The statistics of unusable images (non-finite values, empty mask) are left as they came out (NaN, ±inf): every
+    coefficient derived from them is selected away by ``keep``, so the filters are the identity for those images.
     """
 
     mean: Tensor
     low: Optional[Tensor]  # None when only the means were asked for
     high: Optional[Tensor]
-    usable: Tensor
+    keep: Tensor
 
     @property
     def has_range(self) -> bool:
         return self.low is not None
 
+    @property
+    def usable(self) -> Tensor:
+        """Which images are usable, ``[B]`` bool."""
+        return self.keep[:, 0]
+
     def abs_max(self) -> Tensor:
-        """Largest magnitude over all channels of each image, ``[B]``."""
-        return torch.maximum(self.low.neg(), self.high).amax(dim=1)
+        """Largest magnitude over all channels of each image, ``[B, 1]``."""
+        return torch.maximum(self.low.neg(), self.high).amax(dim=1, keepdim=True)
 
 
-def _finite_rows(*stats: Optional[Tensor]) -> Tensor:
-    """Per image (``[B, C]`` statistics → ``[B]``): is every statistic finite?
+def _finite_rows(*stats: Optional[Tensor], keepdim: bool = False) -> Tensor:
+    """Per image (``[B, C]`` statistics → ``[B]``, or ``[B, 1]`` with ``keepdim``): is every statistic finite?
 
     One statistic is enough when it is the mean: a NaN or ±inf anywhere in the image reaches the mean, and the mean
     itself cannot overflow (see :func:`_mean`), so it is finite exactly when the image is.
@@ -154,7 +159,7 @@ def _finite_rows(*stats: Optional[Tensor]) -> Tensor:
         if values is not None:
             ok = torch.isfinite(values)
             finite = ok if finite is None else finite & ok
-    return finite.all(dim=1)
+    return finite.all(dim=1, keepdim=keepdim)
 
 
 def _mean(work: Tensor) -> Tensor:
@@ -192,10 +197,10 @@ def channel_stats(x: Tensor, mask: Optional[Tensor] = None, *, ranges: bool = Tr
         share = weight / total[..., None].clamp_min(torch.finfo(work.dtype).tiny)
         mean = torch.where(weight > 0, work, 0.0).mul_(share).sum(dim=2)
     low, high = _ranges(work, weight) if ranges else (None, None)
-    usable = _finite_rows(mean)  # min and max are finite whenever the mean is (see _finite_rows)
+    keep = _finite_rows(mean, keepdim=True)  # min and max are finite whenever the mean is (see _finite_rows)
     if total is not None:
-        usable = usable & (total[:, 0] > 0)
-    return _kept(mean, low, high, usable)
+        keep = keep & (total > 0)
+    return ChannelStats(mean, low, high, keep)
 
 
 def with_ranges(stats: ChannelStats, x: Tensor, mask: Optional[Tensor]) -> ChannelStats:
@@ -203,11 +208,12 @@ def with_ranges(stats: ChannelStats, x: Tensor, mask: Optional[Tensor]) -> Chann
     if stats.has_range:
         return stats
     low, high = _ranges(*_flat(x, mask))
-    return _kept(stats.mean, low, high, stats.usable)
+    return ChannelStats(stats.mean, low, high, stats.keep)
 
 
 def _flat(x: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-    work = x.to(compute_dtype(x.dtype)).flatten(2)
+    dtype = compute_dtype(x.dtype)
+    work = (x if x.dtype == dtype else x.to(dtype)).flatten(2)
     return work, None if mask is None else mask.flatten(2).expand(x.shape[0], 1, work.shape[2])
 
 
@@ -216,16 +222,6 @@ def _ranges(work: Tensor, weight: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         return work.amin(dim=2), work.amax(dim=2)
     inside = weight > 0
     return torch.where(inside, work, math.inf).amin(dim=2), torch.where(inside, work, -math.inf).amax(dim=2)
-
-
-def _kept(mean: Tensor, low: Optional[Tensor], high: Optional[Tensor], usable: Tensor) -> ChannelStats:
-    """The statistics with those of unusable images replaced by 0 (so every coefficient stays finite)."""
-    keep = usable[:, None]
-
-    def kept(values: Optional[Tensor]) -> Optional[Tensor]:
-        return None if values is None else torch.where(keep, values, 0.0)
-
-    return ChannelStats(kept(mean), kept(low), kept(high), usable)
 
 
 def count_nonfinite_rows(prediction: Tensor) -> Tensor:
@@ -271,7 +267,7 @@ class Affine:
                 return None
             v = v if self.scale is None else v * self.scale
             return v if self.offset is None else v + self.offset
-        return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.usable)
+        return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.keep)
 
     def apply(self, x: Tensor) -> Tensor:
         """Apply the map to ``x`` (one elementwise pass, two with a scale), returning ``x``'s dtype."""
@@ -323,17 +319,17 @@ def center_affine(
     """
     mix = _center_matrix(tuple(channels), float(channel_shift), float(full_shift), stats.mean.shape[-1],
                          stats.mean.dtype, stats.mean.device)
-    offset = torch.matmul(stats.mean, mix).neg_()
+    offset = torch.where(stats.keep, torch.matmul(stats.mean, mix), -0.0)  # unusable images: x + −0 is x, bit for bit
     return Affine(None, offset if _is_one(weight) else offset * _per_image(weight))
 
 
 @functools.lru_cache(maxsize=64)
 def _center_matrix(channels: tuple[int, ...], channel_shift: float, full_shift: float, n: int, dtype: torch.dtype,
                    device: torch.device) -> Tensor:
-    """``[C, C]`` M with ``mean @ M`` = what center removes from each channel: channel_shift × its own mean (listed
-    channels), then full_shift × the mean of what is left, averaged over all channels."""
+    """``[C, C]`` M with ``mean @ M`` = what center adds to each channel: −channel_shift × its own mean (listed
+    channels), then −full_shift × the mean of what is left, averaged over all channels."""
     kept = [1.0 - channel_shift if c in channels else 1.0 for c in range(n)]
-    rows = [[(channel_shift if (k == c and k in channels) else 0.0) + full_shift * kept[k] / n for c in range(n)]
+    rows = [[-((channel_shift if (k == c and k in channels) else 0.0) + full_shift * kept[k] / n) for c in range(n)]
             for k in range(n)]
     return torch.tensor(rows, dtype=torch.float64).to(device=device, dtype=dtype)
 
@@ -345,14 +341,14 @@ def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int
     count as that value, so an all-zero image stays all-zero and the factor stays finite.
     """
     largest = stats.abs_max().clamp_min(TINY_MAGNITUDE)
-    factor = torch.where(stats.usable, largest.reciprocal().mul_(boundary), 1.0)
+    factor = torch.where(stats.keep, largest.reciprocal().mul_(boundary), 1.0)  # [B, 1]; unusable images: 1
     # scale = factor where selected and weighted fully, 1 where not: written so that it is exactly the factor
     # at full weight (factor − 1 would lose the factor's precision when the image is huge)
     share = channel_selector(channels, stats.mean)
     if not _is_one(weight):
         share = share * _per_image(weight)
-        return Affine(factor[:, None] * share + (1.0 - share), None)
-    return Affine(factor[:, None] * share + _selector(tuple(channels), share.shape[-1], share.device, share.dtype,
+        return Affine(factor * share + (1.0 - share), None)
+    return Affine(factor * share + _selector(tuple(channels), share.shape[-1], share.device, share.dtype,
                                                       complement=True), None)
 
 

@@ -57,6 +57,11 @@ class HostTimesteps:
     first_call_at: int = 0  # the schedule entry of model call 0 (A1111's DDIM walks its timesteps backwards: -1)
     second_at_next: bool = False
 
+    @property
+    def calls(self) -> int:
+        """How many model calls of the run have known timesteps (a later call's are not known)."""
+        return len(self.timesteps) * (1 if self.first_call_at < 0 else self.calls_per_step)
+
     def bounds(self, call: int) -> Optional[tuple[float, float]]:
         """The range of timesteps model call number ``call`` of the run evaluates at, or None if unknown."""
         i = call // self.calls_per_step
@@ -93,7 +98,7 @@ def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Te
     """Apply ``schedule`` to a prediction whose rows are the last ``len(prediction)`` rows of ``call``.
 
     x0 predictions are filtered directly; ε predictions are turned into x0, filtered and turned back.
-    Returns a new tensor of ``prediction``'s dtype, and which rows could be corrected (``[rows]`` bool on the
+    Returns a new tensor of ``prediction``'s dtype, and which rows could be corrected (``[rows, 1]`` bool on the
     device: False where the prediction held NaN/inf), or None when no step looked at it.
     """
     rows = prediction.shape[0]
@@ -128,16 +133,22 @@ def _could_run(step: Step, bounds: Optional[tuple[float, float]]) -> bool:
 
 class _Pass:
     """What a Job saw of one sampler run: the host-known bounds of each model call it was asked about, and the
-    parts of the schedule that may have run on one of them."""
+    parts of the schedule that may have run on one of them (worked out when asked, not per model call)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, parts: Sequence[tuple[str, Step]]):
         self.name = name
+        self.parts = parts
         self.calls: list[Optional[tuple[float, float]]] = []
-        self.reached: set[str] = set()
+        self._reached: set[str] = set()
+        self._seen = 0  # how many of the calls _reached covers
 
-    def add(self, parts: Sequence[tuple[str, Step]], bounds: Optional[tuple[float, float]]) -> None:
-        self.calls.append(bounds)
-        self.reached.update(name for name, step in parts if name not in self.reached and _could_run(step, bounds))
+    @property
+    def reached(self) -> set[str]:
+        for bounds in self.calls[self._seen:]:
+            self._reached.update(name for name, step in self.parts
+                                 if name not in self._reached and _could_run(step, bounds))
+        self._seen = len(self.calls)
+        return self._reached
 
     def timesteps(self) -> str:
         """The timesteps its model calls had, as the host knew them (largest first)."""
@@ -168,7 +179,7 @@ class Job:
         self._call: Optional[ModelCall] = None
         self._host: Optional[HostTimesteps] = None
         self._host_key: Any = None
-        self._decided: dict[int, Optional[tuple[Step, ...]]] = {}
+        self._plan: tuple[tuple[Optional[tuple[float, float]], Optional[tuple[Step, ...]]], ...] = ()
         self._unknown_why: Optional[str] = None
         self._said_unknown = False
         self._skips: dict[tuple[bool, bool], Optional[str]] = {}
@@ -207,11 +218,13 @@ class Job:
         a message calls it ("first pass", "hires fix pass")."""
         self._end_pass()
         self._host, self._host_key, self._unknown_why = host, key, why
-        self._decided: dict[int, Optional[tuple[Step, ...]]] = {}  # call index → the steps decided for it
-        self._passes.append(_Pass(name))
+        # per model call of the run, decided here, before sampling: (its host-known bounds, the steps active there)
+        self._plan = () if host is None else tuple(self._decide(host.bounds(i)) for i in range(host.calls))
+        self._passes.append(_Pass(name, self._parts))
         self._pass_open = True
 
-    def begin_call(self, key: Any, call_index: int, capture: Callable[[Optional[tuple[Step, ...]], Optional[tuple[float, float]]], ModelCall]) -> bool:
+    def begin_call(self, key: Any, call_index: int,
+                   capture: Callable[[Optional[tuple[Step, ...]], Optional[tuple[float, float]]], ModelCall]) -> bool:
         """A model call of run ``key`` starts. Decides on the host, where it can, which steps are active; when none
         is, nothing is captured and the call costs no tensor work. Otherwise ``capture(steps, host_t)`` builds the
         :class:`ModelCall` (``steps`` None: test the windows on the device). Returns whether a correction will run.
@@ -219,13 +232,12 @@ class Job:
         self.skip_call()
         if not self._active:
             return False
-        known = self._host is not None and key == self._host_key
-        bounds = self._host.bounds(call_index) if known else None
         if not self._pass_open:  # a host that announces no runs: one pass, whose timesteps are not known
-            self._passes.append(_Pass("sampling pass"))
+            self._passes.append(_Pass("sampling pass", self._parts))
             self._pass_open = True
-        self._passes[-1].add(self._parts, bounds)
-        steps = self._steps_at(call_index, bounds) if bounds is not None else None
+        plan = self._plan if key == self._host_key else ()
+        bounds, steps = plan[call_index] if 0 <= call_index < len(plan) else (None, None)
+        self._passes[-1].calls.append(bounds)
         if steps == ():
             return False
         if bounds is None and not self._said_unknown:
@@ -236,11 +248,11 @@ class Job:
         self._call = capture(steps, bounds)
         return True
 
-    def _steps_at(self, call_index: int, bounds: tuple[float, float]) -> Optional[tuple[Step, ...]]:
-        """The steps decided for model call ``call_index`` of the current pass (decided once per call index)."""
-        if call_index not in self._decided:
-            self._decided[call_index] = steps_between(self.schedule, *bounds)
-        return self._decided[call_index]
+    def _decide(self, bounds: Optional[tuple[float, float]]) -> tuple[Optional[tuple[float, float]],
+                                                                      Optional[tuple[Step, ...]]]:
+        """A model call whose timesteps the host knows lie in ``bounds``: (bounds, the steps active there); (None,
+        None) when the host does not know them."""
+        return (None, None) if bounds is None else (bounds, steps_between(self.schedule, *bounds))
 
     def skip_call(self) -> None:
         """A model call starts that is not corrected (its pass is skipped)."""

@@ -209,7 +209,7 @@ class _Runner:
         self.ranges = ranges  # take min and max with the first statistics (a later step will need them)
         self.base_stats: Optional[ChannelStats] = None
         self.pending: Optional[Affine] = None
-        self.usable: Optional[Tensor] = None  # which images of the input had finite statistics
+        self.usable: Optional[Tensor] = None  # [B, 1] bool: which images of the input had finite statistics
 
     def stats(self, ranges: bool) -> ChannelStats:
         if self.base_stats is None:
@@ -217,7 +217,7 @@ class _Runner:
         elif ranges and not self.base_stats.has_range:
             self.base_stats = with_ranges(self.base_stats, self.current, self.mask)
         if self.usable is None:
-            self.usable = self.base_stats.usable
+            self.usable = self.base_stats.keep
         if self.pending is None:
             return self.base_stats
         return self.pending.map_stats(self.base_stats)
@@ -238,7 +238,7 @@ class _Runner:
         low, high = pixel_extremes(work)  # the clamp's own statistics: per pixel, then per image from those
         largest = largest_magnitude(low, high, self.mask)
         if self.usable is None:
-            self.usable = torch.isfinite(largest)
+            self.usable = torch.isfinite(largest)[:, None]
         threshold, boundary, applies = soft_clamp_limits(largest, op.threshold, op.boundary, op.adaptive)
         if active is not None:
             applies = applies & active
@@ -275,7 +275,7 @@ def run(
     *,
     mask: Optional[Tensor] = None,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """:func:`apply`, also returning which images (``[B]`` bool, on the device) had finite statistics and so
+    """:func:`apply`, also returning which images (``[B, 1]`` bool, on the device) had finite statistics and so
     could be corrected; None when no step looked at the latent."""
     check_latent(x)
     steps = [step for step in schedule.steps if step.can_change()]

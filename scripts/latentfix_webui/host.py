@@ -61,7 +61,10 @@ def model_family(model: Any) -> str:
 
 def is_inner_pass(p: Any) -> bool:
     """True for the processing object of another extension's inner pass (ADetailer and the like)."""
-    return any(getattr(p, flag, False) for flag in INNER_PASS_FLAGS)
+    for flag in INNER_PASS_FLAGS:  # (a loop, not any() over a generator: this runs on every model call)
+        if getattr(p, flag, False):
+            return True
+    return False
 
 
 def is_hr_pass(p: Any) -> bool:
