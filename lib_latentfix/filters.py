@@ -363,63 +363,63 @@ def pixel_extremes(work: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def largest_magnitude(low: Tensor, high: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-    """Each image's largest magnitude (``[B]``) from its :func:`pixel_extremes`, over the mask's region if given.
-
-    NaN or ±inf in the region makes it non-finite (the image is not usable); an empty region gives -inf.
+    """Each image's largest magnitude (``[B, 1, 1, 1]``) from its :func:`pixel_extremes`, over the mask's region if
+    given. NaN or ±inf in the region makes it non-finite (the image is not usable); an empty region gives -inf.
     """
     if mask is not None:
         inside = mask > 0
         low, high = torch.where(inside, low, math.inf), torch.where(inside, high, -math.inf)
-    return torch.maximum(low.flatten(1).amin(dim=1).neg_(), high.flatten(1).amax(dim=1))
+    return torch.maximum(low.amin(dim=(1, 2, 3), keepdim=True).neg_(), high.amax(dim=(1, 2, 3), keepdim=True))
 
 
-def soft_clamp_limits(
-    largest: Tensor, threshold: float, boundary: float, adaptive: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-image ``threshold``, ``boundary`` (each ``[B]``) and whether the clamp applies to the image, from each
-    image's largest magnitude (:func:`largest_magnitude`).
+def soft_clamp_limits(largest: Tensor, threshold: float, boundary: float, adaptive: float,
+                      active: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """Per image (each ``[B, 1, 1, 1]``, from :func:`largest_magnitude`): the threshold, and the room between it and
+    the boundary; an image the clamp leaves alone gets a threshold nothing finite exceeds and no room.
 
-    The clamp applies when the image is usable (its largest magnitude is finite) and that magnitude is at least
-    ``boundary`` (the post's "unchanged below 4"). With ``adaptive`` > 0 (the post's callback uses 0.998) the
-    limits follow the image: boundary = adaptive × largest magnitude, threshold = adaptive × that boundary; the
-    "unchanged below" test keeps the nominal ``boundary``.
+    The clamp applies when the image is usable (its largest magnitude is finite), that magnitude is at least
+    ``boundary`` (the post's "unchanged below 4") and, if given, ``active`` (``[B]`` bool) is set. With ``adaptive``
+    > 0 (the post's callback uses 0.998) the limits follow the image: boundary = adaptive × largest magnitude,
+    threshold = adaptive × that boundary; the "unchanged below" test keeps the nominal ``boundary``.
     """
-    applies = torch.isfinite(largest) & (largest >= boundary)
+    largest = torch.nan_to_num(largest, nan=0.0, posinf=0.0, neginf=0.0)  # not usable: 0, below any boundary
+    applies = largest >= boundary
+    if active is not None:
+        applies = applies & active[:, None, None, None]
     if adaptive > 0:
         bound = largest * adaptive
-        return bound * adaptive, bound, applies
-    return torch.full_like(largest, threshold), torch.full_like(largest, boundary), applies
+        thr = bound * adaptive
+        room = bound - thr
+    else:
+        thr, room = torch.full_like(largest, threshold), torch.full_like(largest, boundary - threshold)
+    return torch.where(applies, thr, torch.finfo(largest.dtype).max), torch.where(applies, room, 0.0)
 
 
-def soft_clamped(work: Tensor, low: Tensor, high: Tensor, threshold: Tensor, boundary: Tensor, applies: Tensor,
+def soft_clamped(work: Tensor, low: Tensor, high: Tensor, threshold: Tensor, room: Tensor,
                  strength: float = 1.0) -> Tensor:
     """The post's soft clamp of ``work`` (compute dtype) as a new tensor, blended with ``work`` by ``strength``;
-    ``low``/``high`` are its :func:`pixel_extremes`, limits are ``[B]``.
+    ``low``/``high`` are its :func:`pixel_extremes`, ``threshold`` and ``room`` come from :func:`soft_clamp_limits`.
 
-    Values above ``threshold`` are mapped into ``[threshold, boundary]`` relative to the pixel's largest value
-    across channels, values below ``-threshold`` likewise into ``[-boundary, -threshold]``. Images where ``applies``
-    is False are returned as they are, bit for bit (also their NaN and ±inf). Arithmetic and clamps on the full
-    tensor only (no per-pixel selections, which are slow on CPUs): six passes over the latent.
+    Values above ``threshold`` are mapped into ``[threshold, threshold + room]`` relative to the pixel's largest
+    value across channels, values below ``-threshold`` likewise. Images without room are returned as they are, bit
+    for bit (also their NaN and ±inf). Arithmetic and clamps on the full tensor only (no per-pixel selections, which
+    are slow on CPUs): six passes over the latent.
     """
-    dtype = work.dtype
-    tiny, huge = torch.finfo(dtype).tiny, torch.finfo(dtype).max
-    # images the clamp leaves alone get a threshold nothing finite exceeds and no room: their change is −0 (x + −0
-    # is x), and at ±inf ±huge (inf ± huge is inf)
-    thr = torch.where(applies, threshold.to(dtype), huge)[:, None, None, None]
-    room = torch.where(applies, (boundary - threshold).to(dtype), 0.0)[:, None, None, None]
+    tiny, huge = torch.finfo(work.dtype).tiny, torch.finfo(work.dtype).max
     # per pixel, [B, 1, H, W]: the excess beyond ±threshold is scaled by room / (the pixel's largest excess) — the
     # post's ratio — so the change is the excess times (that factor − 1). Where no value of the pixel exceeds the
     # threshold the factor is huge (kept finite) and the excess is 0; at a NaN pixel (only in images left alone, or
-    # outside a mask) the factor is huge too, so its finite values get a change of 0.
+    # outside a mask) the factor is huge too, so its finite values get a change of 0. Images left alone get a
+    # factor of −1 and an excess of 0 (x + −0 is x), or ±huge at ±inf (inf ± huge is inf).
     factors = []
     for extreme in (high, low.neg()):
-        factor = (extreme - thr).clamp_min_(tiny).reciprocal_().mul_(room)
+        factor = torch.div(room, (extreme - threshold).clamp_min_(tiny))
         factor = torch.nan_to_num_(factor, nan=huge, posinf=huge).sub_(1.0)
         factors.append(factor if strength == 1.0 else factor.mul_(strength))
     # the excesses are clamped to finite values (an inf in an image left alone times a factor of −1 is −huge)
-    excess = torch.sub(work, thr).clamp_(0.0, huge)
+    excess = torch.sub(work, threshold).clamp_(0.0, huge)
     out = torch.addcmul(work, excess, factors[0])
-    torch.add(work, thr, out=excess).clamp_(-huge, 0.0)
+    torch.add(work, threshold, out=excess).clamp_(-huge, 0.0)
     return out.addcmul_(excess, factors[1])
 
 
@@ -464,10 +464,11 @@ def soft_clamp(
     weight = repaint_weight(mask, x)
     work = x.to(compute_dtype(x.dtype))
     low, high = pixel_extremes(work)
-    thr, bnd, applies = soft_clamp_limits(largest_magnitude(low, high, weight), threshold, boundary, adaptive)
-    clamped = soft_clamped(work, low, high, thr, bnd, applies)
+    largest = largest_magnitude(low, high, weight)
+    clamped = soft_clamped(work, low, high, *soft_clamp_limits(largest, threshold, boundary, adaptive))
     if weight is None:
         return clamped.to(x.dtype)
+    applies = torch.isfinite(largest).flatten()  # (the blend leaves images with NaN/inf as they are)
     return blend(x, clamped, applies, 1.0, weight)
 
 

@@ -238,11 +238,9 @@ class _Runner:
         low, high = pixel_extremes(work)  # the clamp's own statistics: per pixel, then per image from those
         largest = largest_magnitude(low, high, self.mask)
         if self.usable is None:
-            self.usable = torch.isfinite(largest)[:, None]
-        threshold, boundary, applies = soft_clamp_limits(largest, op.threshold, op.boundary, op.adaptive)
-        if active is not None:
-            applies = applies & active
-        self.current = soft_clamped(work, low, high, threshold, boundary, applies, strength).to(x.dtype)
+            self.usable = torch.isfinite(largest).flatten(1)
+        threshold, room = soft_clamp_limits(largest, op.threshold, op.boundary, op.adaptive, active)
+        self.current = soft_clamped(work, low, high, threshold, room, strength).to(x.dtype)
         self.base_stats = None
 
 
