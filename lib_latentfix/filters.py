@@ -126,17 +126,24 @@ class ChannelStats:
     """Per-image, per-channel statistics (each ``[B, C]``) and which images are usable (``keep``, ``[B, 1]`` bool).
 
     The statistics of unusable images (non-finite values, empty mask) are left as they came out (NaN, ±inf): every
-    coefficient derived from them is selected away by ``keep``, so the filters are the identity for those images.
+    coefficient derived from them is guarded (see :func:`center_affine`, :func:`maximize_affine`), so the filters
+    are the identity for those images.
     """
 
     mean: Tensor
     low: Optional[Tensor]  # None when only the means were asked for
     high: Optional[Tensor]
-    keep: Tensor
+    total: Optional[Tensor] = None  # [B, 1]: the mask's weight per image, None without a mask
 
     @property
     def has_range(self) -> bool:
         return self.low is not None
+
+    @functools.cached_property
+    def keep(self) -> Tensor:
+        """Which images are usable, ``[B, 1]`` bool (two small operations, taken only when a filter needs them)."""
+        keep = _finite_rows(self.mean, keepdim=True)  # min and max are finite whenever the mean is
+        return keep if self.total is None else keep & (self.total > 0)
 
     @property
     def usable(self) -> Tensor:
@@ -197,10 +204,7 @@ def channel_stats(x: Tensor, mask: Optional[Tensor] = None, *, ranges: bool = Tr
         share = weight / total[..., None].clamp_min(torch.finfo(work.dtype).tiny)
         mean = torch.where(weight > 0, work, 0.0).mul_(share).sum(dim=2)
     low, high = _ranges(work, weight) if ranges else (None, None)
-    keep = _finite_rows(mean, keepdim=True)  # min and max are finite whenever the mean is (see _finite_rows)
-    if total is not None:
-        keep = keep & (total > 0)
-    return ChannelStats(mean, low, high, keep)
+    return ChannelStats(mean, low, high, total)
 
 
 def with_ranges(stats: ChannelStats, x: Tensor, mask: Optional[Tensor]) -> ChannelStats:
@@ -208,7 +212,7 @@ def with_ranges(stats: ChannelStats, x: Tensor, mask: Optional[Tensor]) -> Chann
     if stats.has_range:
         return stats
     low, high = _ranges(*_flat(x, mask))
-    return ChannelStats(stats.mean, low, high, stats.keep)
+    return ChannelStats(stats.mean, low, high, stats.total)
 
 
 def _flat(x: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
@@ -267,7 +271,7 @@ class Affine:
                 return None
             v = v if self.scale is None else v * self.scale
             return v if self.offset is None else v + self.offset
-        return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.keep)
+        return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.total)
 
     def apply(self, x: Tensor) -> Tensor:
         """Apply the map to ``x`` (one elementwise pass, two with a scale), returning ``x``'s dtype."""
@@ -316,22 +320,30 @@ def center_affine(
 
     Each listed channel loses ``mean × channel_shift``; then the whole image loses its (new) mean ×
     ``full_shift``. All channels cover the same pixels, so the whole mean is the mean of channel means.
+    An unusable image gets offsets of −0 (x + −0 is x, bit for bit).
     """
-    mix = _center_matrix(tuple(channels), float(channel_shift), float(full_shift), stats.mean.shape[-1],
-                         stats.mean.dtype, stats.mean.device)
-    offset = torch.where(stats.keep, torch.matmul(stats.mean, mix), -0.0)  # unusable images: x + −0 is x, bit for bit
+    mix, mixes_all = _center_matrix(tuple(channels), float(channel_shift), float(full_shift), stats.mean.shape[-1],
+                                    stats.mean.dtype, stats.mean.device)
+    offset = torch.matmul(stats.mean, mix)  # cannot overflow: each column's entries add up to at most 1 in size
+    if mixes_all and stats.total is None:
+        # every offset takes every channel's mean: a NaN or ±inf mean makes all of the image's offsets non-finite,
+        # and only then is one non-finite (one operation instead of a per-image test)
+        offset = torch.nan_to_num(offset, nan=-0.0, posinf=-0.0, neginf=-0.0)
+    else:
+        offset = torch.where(stats.keep, offset, -0.0)
     return Affine(None, offset if _is_one(weight) else offset * _per_image(weight))
 
 
 @functools.lru_cache(maxsize=64)
 def _center_matrix(channels: tuple[int, ...], channel_shift: float, full_shift: float, n: int, dtype: torch.dtype,
-                   device: torch.device) -> Tensor:
+                   device: torch.device) -> tuple[Tensor, bool]:
     """``[C, C]`` M with ``mean @ M`` = what center adds to each channel: −channel_shift × its own mean (listed
-    channels), then −full_shift × the mean of what is left, averaged over all channels."""
+    channels), then −full_shift × the mean of what is left, averaged over all channels; and whether no entry of M
+    is 0 (each offset then depends on every mean)."""
     kept = [1.0 - channel_shift if c in channels else 1.0 for c in range(n)]
     rows = [[-((channel_shift if (k == c and k in channels) else 0.0) + full_shift * kept[k] / n) for c in range(n)]
             for k in range(n)]
-    return torch.tensor(rows, dtype=torch.float64).to(device=device, dtype=dtype)
+    return torch.tensor(rows, dtype=torch.float64).to(device=device, dtype=dtype), all(v != 0 for r in rows for v in r)
 
 
 def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int], weight: Weight = 1.0) -> Affine:

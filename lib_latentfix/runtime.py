@@ -98,8 +98,8 @@ def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Te
     """Apply ``schedule`` to a prediction whose rows are the last ``len(prediction)`` rows of ``call``.
 
     x0 predictions are filtered directly; ε predictions are turned into x0, filtered and turned back.
-    Returns a new tensor of ``prediction``'s dtype, and which rows could be corrected (``[rows, 1]`` bool on the
-    device: False where the prediction held NaN/inf), or None when no step looked at it.
+    Returns a new tensor of ``prediction``'s dtype, and evidence of which rows could be corrected (see
+    :func:`~lib_latentfix.schedule.run`: row i is finite unless image i held NaN/inf), or None when no step looked.
     """
     rows = prediction.shape[0]
     steps = schedule if call.steps is None else Schedule(schedule.name, call.steps)
@@ -108,8 +108,8 @@ def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Te
         return run(steps, prediction, t, mask=call.mask)
     alpha_bar = prediction_rows(rows, call.alpha_bar)
     x0 = eps_to_x0(prediction_rows(rows, call.x_in), prediction, alpha_bar)
-    corrected, usable = run(steps, x0, t, mask=call.mask)
-    return eps_after_x0_change(prediction, x0, corrected, alpha_bar), usable
+    corrected, evidence = run(steps, x0, t, mask=call.mask)
+    return eps_after_x0_change(prediction, x0, corrected, alpha_bar), evidence
 
 
 
@@ -174,7 +174,7 @@ class Job:
         self._started = False
         self._corrected: set[str] = set()  # correction points that changed a prediction
         self._failure: Optional[str] = None
-        self._usable: list[Tensor] = []  # per corrected prediction, which rows were finite (on the device)
+        self._evidence: list[Tensor] = []  # per corrected prediction, rows finite where its images were (device)
         self._missed = 0  # model calls whose prediction never reached the correction
         self._call: Optional[ModelCall] = None
         self._host: Optional[HostTimesteps] = None
@@ -278,9 +278,9 @@ class Job:
             self._stop(f"skipped for this generation: {problem}")
             return None
         try:
-            corrected, usable = correct(self.schedule, prediction, call)
-            if usable is not None:  # the statistics already told which rows held NaN/inf: counted at the end
-                self._usable.append(usable)
+            corrected, evidence = correct(self.schedule, prediction, call)
+            if evidence is not None:  # the statistics already tell which rows held NaN/inf: counted at the end
+                self._evidence.append(evidence)
             if self.observer is not None:
                 self.observer(point, prediction, corrected, call)
         except Exception as error:  # never break the generation
@@ -363,8 +363,10 @@ class Job:
         self._end_pass()
         self._call = None
         lines = []
-        bad = int(torch.cat(self._usable).logical_not().sum()) if self._usable else 0  # the one read, at the end
-        self._usable = []
+        bad = 0
+        if self._evidence:  # the one read, at the end
+            bad = int(torch.cat([torch.isfinite(rows).all(dim=1) for rows in self._evidence]).logical_not().sum())
+        self._evidence = []
         if bad:
             lines.append(f"{bad} image prediction(s) held NaN/inf values; those were left uncorrected (the model or "
                          "another extension produced them)")

@@ -209,15 +209,15 @@ class _Runner:
         self.ranges = ranges  # take min and max with the first statistics (a later step will need them)
         self.base_stats: Optional[ChannelStats] = None
         self.pending: Optional[Affine] = None
-        self.usable: Optional[Tensor] = None  # [B, 1] bool: which images of the input had finite statistics
+        self.evidence: Optional[Tensor] = None  # the input's first statistics, finite in row i iff image i is usable
 
     def stats(self, ranges: bool) -> ChannelStats:
         if self.base_stats is None:
             self.base_stats = channel_stats(self.current, self.mask, ranges=ranges or self.ranges)
         elif ranges and not self.base_stats.has_range:
             self.base_stats = with_ranges(self.base_stats, self.current, self.mask)
-        if self.usable is None:
-            self.usable = self.base_stats.keep
+        if self.evidence is None:
+            self.evidence = self.base_stats.mean
         if self.pending is None:
             return self.base_stats
         return self.pending.map_stats(self.base_stats)
@@ -237,8 +237,8 @@ class _Runner:
         work = x.to(compute_dtype(x.dtype))
         low, high = pixel_extremes(work)  # the clamp's own statistics: per pixel, then per image from those
         largest = largest_magnitude(low, high, self.mask)
-        if self.usable is None:
-            self.usable = torch.isfinite(largest).flatten(1)
+        if self.evidence is None:
+            self.evidence = largest.flatten(1)
         threshold, room = soft_clamp_limits(largest, op.threshold, op.boundary, op.adaptive, active)
         self.current = soft_clamped(work, low, high, threshold, room, strength).to(x.dtype)
         self.base_stats = None
@@ -273,8 +273,9 @@ def run(
     *,
     mask: Optional[Tensor] = None,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """:func:`apply`, also returning which images (``[B, 1]`` bool, on the device) had finite statistics and so
-    could be corrected; None when no step looked at the latent."""
+    """:func:`apply`, also returning evidence of which images had finite statistics and so could be corrected: a
+    ``[B, k]`` tensor on the device whose row i is finite exactly when image i was (its statistics, left for whoever
+    wants to count, so that no call spends operations on it); None when no step looked at the latent."""
     check_latent(x)
     steps = [step for step in schedule.steps if step.can_change()]
     for step in steps:
@@ -311,8 +312,8 @@ def run(
             runner.add_affine(maximize_affine(runner.stats(True), op.boundary, op.channels, weight))
     out = runner.flush()
     if out is x:
-        return x.clone(), runner.usable
+        return x.clone(), runner.evidence
     if weight_mask is None:
-        return out, runner.usable
+        return out, runner.evidence
     everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    return blend(x, out.to(weight_mask.dtype), everyone, 1.0, weight_mask), runner.usable
+    return blend(x, out.to(weight_mask.dtype), everyone, 1.0, weight_mask), runner.evidence

@@ -202,6 +202,22 @@ def test_non_finite_value_does_not_spread(bad, name):
         assert torch.equal(y[i : i + 1], FILTERS[name](x[i : i + 1]))
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("shifts, channels", [((0.8, 0.8), (0, 1, 2, 3)), ((0.6, 1.0), (0, 1, 2, 3)),
+                                              ((1.0, 1.0), (0, 1, 2, 3)), ((1.0, 0.0), (0, 1, 2, 3)),
+                                              ((0.5, 0.0), (0, 2)), ((1.0, 0.5), (1, 3))])
+def test_center_leaves_a_poisoned_image_alone_whatever_its_shifts(bad, shifts, channels):
+    """Every mix of shifts and channels (offsets that depend on every channel's mean, or only on their own): an image
+    with one bad value in any channel comes back bit for bit, and the others are centered as if alone."""
+    for poisoned_channel in range(4):
+        x = latent(batch=3, scale=9, dtype=torch.float32)
+        x[1, poisoned_channel, 5, 7] = bad
+        y = center(x, *shifts, channels)
+        assert torch.equal(y[1].nan_to_num(nan=123.0), x[1].nan_to_num(nan=123.0))
+        for i in (0, 2):
+            assert torch.equal(y[i : i + 1], center(x[i : i + 1], *shifts, channels))
+
+
 @pytest.mark.parametrize("name", sorted(FILTERS))
 def test_all_zero_image_stays_zero(name):
     x = torch.zeros(2, 4, 8, 8)

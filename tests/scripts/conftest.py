@@ -36,9 +36,9 @@ def corrections(monkeypatch, device_windows):
     original = runtime.correct
 
     def spy(schedule, prediction, call):
-        result, usable = original(schedule, prediction, call)
+        result, evidence = original(schedule, prediction, call)
         seen.append((prediction.clone(), call, result.clone()))
-        return result, usable
+        return result, evidence
 
     monkeypatch.setattr(runtime, "correct", spy)
     return seen
