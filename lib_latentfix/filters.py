@@ -142,7 +142,9 @@ class ChannelStats:
     @functools.cached_property
     def keep(self) -> Tensor:
         """Which images are usable, ``[B, 1]`` bool (two small operations, taken only when a filter needs them)."""
-        keep = _finite_rows(self.mean, keepdim=True)  # min and max are finite whenever the mean is
+        # a NaN or ±inf anywhere in the image reaches its mean, and the mean itself cannot overflow (see _mean), so
+        # it is finite exactly when the image is (and then so are min and max)
+        keep = torch.isfinite(self.mean).all(dim=1, keepdim=True)
         return keep if self.total is None else keep & (self.total > 0)
 
     @property
@@ -153,20 +155,6 @@ class ChannelStats:
     def abs_max(self) -> Tensor:
         """Largest magnitude over all channels of each image, ``[B, 1]``."""
         return torch.maximum(self.low.neg(), self.high).amax(dim=1, keepdim=True)
-
-
-def _finite_rows(*stats: Optional[Tensor], keepdim: bool = False) -> Tensor:
-    """Per image (``[B, C]`` statistics → ``[B]``, or ``[B, 1]`` with ``keepdim``): is every statistic finite?
-
-    One statistic is enough when it is the mean: a NaN or ±inf anywhere in the image reaches the mean, and the mean
-    itself cannot overflow (see :func:`_mean`), so it is finite exactly when the image is.
-    """
-    finite = None
-    for values in stats:
-        if values is not None:
-            ok = torch.isfinite(values)
-            finite = ok if finite is None else finite & ok
-    return finite.all(dim=1, keepdim=keepdim)
 
 
 def _mean(work: Tensor) -> Tensor:
@@ -226,21 +214,6 @@ def _ranges(work: Tensor, weight: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         return work.amin(dim=2), work.amax(dim=2)
     inside = weight > 0
     return torch.where(inside, work, math.inf).amin(dim=2), torch.where(inside, work, -math.inf).amax(dim=2)
-
-
-def count_nonfinite_rows(prediction: Tensor) -> Tensor:
-    """How many rows (first dimension) of ``prediction`` hold a NaN or ±inf, as a 0-d int64 device tensor.
-
-    Two reductions over the data — each row's minimum and maximum, which are NaN or ±inf exactly when the row holds
-    one and never overflow — and no host sync.
-    Rows without elements hold nothing non-finite.
-    """
-    if prediction.dim() == 0:
-        prediction = prediction.reshape(1)
-    if prediction.numel() == 0:
-        return torch.zeros((), dtype=torch.int64, device=prediction.device)
-    rows = prediction.reshape(prediction.shape[0], -1)
-    return _finite_rows(rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True)).logical_not_().sum()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -110,7 +110,6 @@ def inpaint(comfy, latentfix: bool) -> dict:
 
 
 def test_inpainting_with_a_noise_mask_runs_and_is_corrected(comfy):
-    ckpt = comfy.checkpoint()
     if "lf_inpaint.png" not in comfy.get_json("/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"][0]:
         pytest.skip("input/lf_inpaint.png (an RGBA image with a transparent centre) is not on the server")
     on = comfy.images(comfy.run(inpaint(comfy, True)), "8")[0]

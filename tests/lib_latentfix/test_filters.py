@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib_latentfix import center, maximize, soft_clamp
-from lib_latentfix.filters import channel_stats, count_nonfinite_rows
+from lib_latentfix.filters import channel_stats
 from lib_latentfix import post
 from support.sync_guard import NoHostSync
 
@@ -338,57 +338,3 @@ def test_mean_of_ordinary_images_is_as_accurate_as_a_float32_mean():
     plain = (x.flatten(2).mean(dim=2).double() - exact).abs().max()
     ours = (channel_stats(x).mean.double() - exact).abs().max()
     assert ours <= max(20 * plain, 1e-6)
-
-
-# ---- counting non-finite rows ---------------------------------------------------------------------------
-
-
-def _rows_with_nonfinite(x):
-    return int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).sum())
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    rows=st.integers(1, 6),
-    bad=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4 * 6 * 5 - 1),
-                           st.sampled_from([math.nan, math.inf, -math.inf])), max_size=8),
-    magnitude=st.sampled_from([1.0, 1e30, 1e34, 3e38, torch.finfo(torch.float32).max]),
-    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64]),
-)
-def test_count_nonfinite_rows_counts_rows_holding_nan_or_inf(rows, bad, magnitude, dtype):
-    x = torch.full((rows, 4, 6, 5), magnitude, dtype=torch.float64).to(dtype)
-    if not torch.isfinite(x).all():  # the magnitude does not fit this dtype: use its largest finite value
-        x = torch.full((rows, 4, 6, 5), torch.finfo(dtype).max, dtype=dtype)
-    x[:, 1] *= -1
-    flat = x.view(rows, -1)
-    for row, index, value in bad:
-        if row < rows:
-            flat[row, index] = value
-    count = count_nonfinite_rows(x)
-    assert count.dim() == 0 and count.device == x.device
-    assert int(count) == _rows_with_nonfinite(x)
-
-
-def test_count_nonfinite_rows_ignores_huge_finite_rows():
-    x = torch.full((3, 4, 128, 128), torch.finfo(torch.float32).max)
-    assert int(count_nonfinite_rows(x)) == 0
-    x[2, 0, 0, 0] = math.nan
-    assert int(count_nonfinite_rows(x)) == 1
-
-
-def test_count_nonfinite_rows_is_two_reductions_and_never_syncs():
-    x = latent(batch=4, dtype=torch.float32)
-    x[1, 0, 0, 0] = math.inf
-    with NoHostSync() as guard:
-        count = count_nonfinite_rows(x)
-    on_data = [n for n, size in guard.sizes if size == x.numel() and n not in ("reshape", "view", "flatten", "dim", "numel")
-               and not n.startswith("__get__")]
-    assert on_data == ["amin", "amax"]
-    assert int(count) == 1
-
-
-@pytest.mark.parametrize("shape", [(0, 4, 8, 8), (2, 4, 0, 8), ()])
-def test_count_nonfinite_rows_of_empty_or_scalar_input(shape):
-    assert int(count_nonfinite_rows(torch.zeros(shape))) == 0
-    if shape == ():
-        assert int(count_nonfinite_rows(torch.tensor(math.nan))) == 1

@@ -1,7 +1,6 @@
 """Hostile and careless input to the settings, the infotext and the API arguments: one clear refusal naming each
 offending setting, never a traceback; the infotext says exactly what ran."""
 
-import math
 from dataclasses import replace
 
 import pytest

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFont
 
-from lib_latentfix import drawing, preview
+from lib_latentfix import drawing
 from lib_latentfix.preview import (
     BACKGROUND,
     CHANNEL_NAMES,

@@ -1,7 +1,6 @@
 """One generation's job: which passes, which calls, which rows, eps predictions — without any WebUI."""
 
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 import torch
