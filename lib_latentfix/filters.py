@@ -334,7 +334,7 @@ def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int
         share = share * _per_image(weight)
         return Affine(factor * share + (1.0 - share), None)
     return Affine(factor * share + _selector(tuple(channels), share.shape[-1], share.device, share.dtype,
-                                                      complement=True), None)
+                                             complement=True), None)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -412,7 +412,8 @@ def blend(x: Tensor, filtered: Tensor, applies: Tensor, strength: float, mask: O
     """``x + strength × mask × (filtered − x)`` for the images where ``applies`` (``[B]`` bool), in ``x``'s dtype.
 
     Where the combined weight is 0 the pixel is ``x`` exactly (a selection, not arithmetic), so NaN in
-    ``filtered`` never leaks into images or pixels that are not filtered.
+    ``filtered`` never leaks into images or pixels that are not filtered. Images holding ±inf in the blended region
+    must not be in ``applies``: there the blend of inf with itself is NaN.
     """
     work = x.to(filtered.dtype)
     chosen = applies[:, None, None, None]
@@ -475,8 +476,8 @@ def center(
     full_shift = check_number("full_shift", full_shift, 0.0, 1.0)
     channels = check_channels("channels", channels, x.shape[1])
     weight = repaint_weight(mask, x)
-    affine = center_affine(channel_stats(x, weight, ranges=False), channel_shift, full_shift, channels)
-    return masked_affine(x, affine, weight)
+    stats = channel_stats(x, weight, ranges=False)
+    return masked_affine(x, center_affine(stats, channel_shift, full_shift, channels), weight, stats)
 
 
 def maximize(
@@ -495,13 +496,14 @@ def maximize(
     boundary = check_number("boundary", boundary, 0.0, 1e4, low_open=True)
     channels = check_channels("channels", channels, x.shape[1])
     weight = repaint_weight(mask, x)
-    affine = maximize_affine(channel_stats(x, weight), boundary, channels)
-    return masked_affine(x, affine, weight)
+    stats = channel_stats(x, weight)
+    return masked_affine(x, maximize_affine(stats, boundary, channels), weight, stats)
 
 
-def masked_affine(x: Tensor, affine: Affine, mask: Optional[Tensor]) -> Tensor:
-    """Apply ``affine`` to ``x``; with a mask, only inside it (blended by its weight)."""
+def masked_affine(x: Tensor, affine: Affine, mask: Optional[Tensor], stats: ChannelStats) -> Tensor:
+    """Apply ``affine`` (made from ``stats``) to ``x``; with a mask, only inside it (blended by its weight) and only
+    in usable images (a blend would turn an image's inf into NaN)."""
     mapped = affine.apply(x if mask is None else x.to(mask.dtype))
     if mask is None:
         return mapped
-    return blend(x, mapped, torch.ones(x.shape[0], dtype=torch.bool, device=x.device), 1.0, mask)
+    return blend(x, mapped, stats.usable, 1.0, mask)

@@ -209,7 +209,7 @@ class _Runner:
         self.ranges = ranges  # take min and max with the first statistics (a later step will need them)
         self.base_stats: Optional[ChannelStats] = None
         self.pending: Optional[Affine] = None
-        self.evidence: Optional[Tensor] = None  # the input's first statistics, finite in row i iff image i is usable
+        self.evidence: Optional[Tensor] = None  # the input's first statistics: row i finite unless image i had NaN/inf
 
     def stats(self, ranges: bool) -> ChannelStats:
         if self.base_stats is None:
@@ -237,8 +237,8 @@ class _Runner:
         work = x.to(compute_dtype(x.dtype))
         low, high = pixel_extremes(work)  # the clamp's own statistics: per pixel, then per image from those
         largest = largest_magnitude(low, high, self.mask)
-        if self.evidence is None:
-            self.evidence = largest.flatten(1)
+        if self.evidence is None:  # (an empty mask region gives -inf: not a NaN/inf of the image)
+            self.evidence = largest.flatten(1).clamp_min(0.0)
         threshold, room = soft_clamp_limits(largest, op.threshold, op.boundary, op.adaptive, active)
         self.current = soft_clamped(work, low, high, threshold, room, strength).to(x.dtype)
         self.base_stats = None
@@ -273,9 +273,10 @@ def run(
     *,
     mask: Optional[Tensor] = None,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """:func:`apply`, also returning evidence of which images had finite statistics and so could be corrected: a
-    ``[B, k]`` tensor on the device whose row i is finite exactly when image i was (its statistics, left for whoever
-    wants to count, so that no call spends operations on it); None when no step looked at the latent."""
+    """:func:`apply`, also returning evidence of which images held a NaN or ±inf (in the region looked at) and so
+    were left alone: a ``[B, k]`` tensor on the device whose row i is finite unless image i did — the first
+    statistics taken, left for whoever wants to count, so that no call spends operations on it; None when no step
+    looked at the latent."""
     check_latent(x)
     steps = [step for step in schedule.steps if step.can_change()]
     for step in steps:
@@ -315,5 +316,5 @@ def run(
         return x.clone(), runner.evidence
     if weight_mask is None:
         return out, runner.evidence
-    everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    return blend(x, out.to(weight_mask.dtype), everyone, 1.0, weight_mask), runner.evidence
+    usable = torch.isfinite(runner.evidence).all(dim=1)  # (inpainting only: the blend must skip images with inf)
+    return blend(x, out.to(weight_mask.dtype), usable, 1.0, weight_mask), runner.evidence

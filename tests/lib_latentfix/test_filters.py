@@ -189,17 +189,19 @@ def test_statistics_accumulate_in_float32_for_half_input():
 # ---- bad values -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 @pytest.mark.parametrize("name", sorted(FILTERS))
-def test_non_finite_value_does_not_spread(bad, name):
+def test_non_finite_value_does_not_spread(bad, name, masked):
     x = latent(batch=3, scale=9, dtype=torch.float32)
     x[1, 2, 5, 7] = bad
-    y = FILTERS[name](x)
-    # the poisoned image comes back as it was, the others exactly as if filtered alone
+    kw = {"mask": torch.ones(1, 1, *x.shape[-2:])} if masked else {}
+    y = FILTERS[name](x, **kw)
+    # the poisoned image comes back as it was (with an inpaint mask too), the others exactly as if filtered alone
     assert torch.equal(y[1].nan_to_num(nan=123.0), x[1].nan_to_num(nan=123.0))
     for i in (0, 2):
         assert torch.isfinite(y[i]).all()
-        assert torch.equal(y[i : i + 1], FILTERS[name](x[i : i + 1]))
+        assert torch.equal(y[i : i + 1], FILTERS[name](x[i : i + 1], **kw))
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

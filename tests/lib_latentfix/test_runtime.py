@@ -161,3 +161,30 @@ def test_host_timesteps_bounds_per_sampler_kind():
     ddim = HostTimesteps((1.0, 251.0, 501.0, 751.0), first_call_at=-1)  # A1111 DDIM walks backwards
     assert ddim.bounds(0) == (751.0, 751.0) and ddim.bounds(2) == (251.0, 251.0)
     assert first.bounds(10) is None
+
+
+# --- predictions holding NaN/inf ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t", [999.0, 800.0, 50.0])  # the soft clamp first; the early center; center + maximize
+def test_finish_counts_the_images_that_held_nan_or_inf_not_those_with_an_empty_mask(t):
+    """Said once at the end: images 1 (NaN) and 3 (inf) of each call, never image 2, whose inpaint mask is empty;
+    with a mask too, the images holding NaN or inf come back as they were (inf was blended into NaN before)."""
+    from lib_latentfix.runtime import HostTimesteps, Job
+
+    lines = []
+    job = Job(replace(DEFAULTS, enabled=True), version="test", report=lines.append)
+    job.begin_pass("run", HostTimesteps((t, t)), name="first pass")
+    mask = torch.ones(4, 1, 8, 8)
+    mask[2] = 0.0
+    for call in range(2):
+        x = torch.randn(4, 4, 8, 8) * 5
+        x[1, 2, 3, 4], x[3, 0, 0, 0] = float("nan"), float("inf")
+        assert job.begin_call("run", call, lambda steps, host_t: ModelCall(steps, None, x, None, mask, host_t))
+        out = job.correct("after", x)
+        assert torch.equal(out[1:].nan_to_num(9.0), x[1:].nan_to_num(9.0))  # left as they were
+        job.end_call()
+    job.finish()
+    assert [line for line in lines if "NaN" in line] == [
+        "4 image prediction(s) held NaN/inf values; those were left uncorrected (the model or another extension "
+        "produced them)"]
