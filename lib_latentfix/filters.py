@@ -408,6 +408,17 @@ def soft_clamped(work: Tensor, low: Tensor, high: Tensor, threshold: Tensor, roo
     return out.addcmul_(excess, factors[1])
 
 
+def soft_clamp_latent(x: Tensor, mask: Optional[Tensor], threshold: float, boundary: float, adaptive: float, *,
+                      active: Optional[Tensor] = None, strength: float = 1.0) -> tuple[Tensor, Tensor]:
+    """The whole soft clamp of ``x`` (mask's region for the limits, no blend): the clamped latent in the compute
+    dtype, and each image's largest magnitude (``[B, 1, 1, 1]``: non-finite where the image held NaN/inf)."""
+    work = x.to(compute_dtype(x.dtype))
+    low, high = pixel_extremes(work)  # the clamp's own statistics: per pixel, then per image from those
+    largest = largest_magnitude(low, high, mask)
+    limits = soft_clamp_limits(largest, threshold, boundary, adaptive, active)
+    return soft_clamped(work, low, high, *limits, strength), largest
+
+
 def blend(x: Tensor, filtered: Tensor, applies: Tensor, strength: float, mask: Optional[Tensor]) -> Tensor:
     """``x + strength × mask × (filtered − x)`` for the images where ``applies`` (``[B]`` bool), in ``x``'s dtype.
 
@@ -448,10 +459,7 @@ def soft_clamp(
     threshold, boundary = check_soft_clamp_args(threshold, boundary)
     adaptive = check_number("adaptive", adaptive, 0.0, 1.0)
     weight = repaint_weight(mask, x)
-    work = x.to(compute_dtype(x.dtype))
-    low, high = pixel_extremes(work)
-    largest = largest_magnitude(low, high, weight)
-    clamped = soft_clamped(work, low, high, *soft_clamp_limits(largest, threshold, boundary, adaptive))
+    clamped, largest = soft_clamp_latent(x, weight, threshold, boundary, adaptive)
     if weight is None:
         return clamped.to(x.dtype)
     applies = torch.isfinite(largest).flatten()  # (the blend leaves images with NaN/inf as they are)

@@ -30,12 +30,8 @@ from .filters import (
     check_number,
     check_soft_clamp_args,
     maximize_affine,
-    compute_dtype,
-    largest_magnitude,
-    pixel_extremes,
     repaint_weight,
-    soft_clamp_limits,
-    soft_clamped,
+    soft_clamp_latent,
     with_ranges,
 )
 
@@ -234,13 +230,11 @@ class _Runner:
 
     def soft_clamp(self, op: SoftClamp, active: Optional[Tensor], strength: float) -> None:
         x = self.flush()
-        work = x.to(compute_dtype(x.dtype))
-        low, high = pixel_extremes(work)  # the clamp's own statistics: per pixel, then per image from those
-        largest = largest_magnitude(low, high, self.mask)
+        clamped, largest = soft_clamp_latent(x, self.mask, op.threshold, op.boundary, op.adaptive, active=active,
+                                             strength=strength)
         if self.evidence is None:  # (an empty mask region gives -inf: not a NaN/inf of the image)
             self.evidence = largest.flatten(1).clamp_min(0.0)
-        threshold, room = soft_clamp_limits(largest, op.threshold, op.boundary, op.adaptive, active)
-        self.current = soft_clamped(work, low, high, threshold, room, strength).to(x.dtype)
+        self.current = clamped.to(x.dtype)
         self.base_stats = None
 
 
