@@ -28,8 +28,7 @@ from webui_standin import harness  # noqa: E402
 
 from lib_latentfix import bench  # noqa: E402
 from lib_latentfix.arguments import to_positional  # noqa: E402
-from lib_latentfix.schedule import BLOG  # noqa: E402
-from lib_latentfix.settings import DEFAULTS  # noqa: E402
+from lib_latentfix.settings import DEFAULTS, PARTS  # noqa: E402
 from lib_latentfix.sigmas import sigma_to_t  # noqa: E402
 
 
@@ -91,7 +90,7 @@ def main(argv=None) -> int:
     print(f"  the same loop on one latent outside the host (its data stays in cache): {post_loop * 1e3:9.2f} ms")
     print(f"  the same corrections as bare torch code (fewest operations, no guards), after CFG: "
           f"{run['bare'] * 1e3:9.2f} ms")
-    _print_by_window(t, per_call)
+    _print_by_window(t, per_call, replace(DEFAULTS, enabled=True).parts())
     for what, value in (("time inside LatentFix's callbacks", run["on"]), ("added time (on − off)", added)):
         ratio = value / run["post"]
         print(f"  [{'PASS' if ratio <= 1 / 3 else 'MISS'}] {what} ≤ 1/3 of the post's callback in the host: "
@@ -99,12 +98,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def _print_by_window(timesteps: list, per_call: dict) -> None:
-    """Each variant's median time per model call, grouped by the Post-defaults windows open at the call."""
-    names = ("soft clamp", "early center", "late center", "maximize")
+def _print_by_window(timesteps: list, per_call: dict, parts) -> None:
+    """Each variant's median time per model call, grouped by the windows of ``parts`` (the settings' named steps)
+    open at the call."""
     groups: dict[str, list[int]] = {}
     for i, t in enumerate(timesteps):
-        open_ = [name for name, step in zip(names, BLOG.steps) if step.is_active_at(t)]
+        open_ = [PARTS[name] for name, step in parts if step.is_active_at(t)]
         groups.setdefault(" + ".join(open_) or "no window", []).append(i)
     print("  µs per model call, by the windows open at it   calls     ours     post     bare")
     for label, calls in groups.items():

@@ -4,11 +4,17 @@ import importlib.util
 import os
 
 
-def test_quick_whole_run_prints_both_comparisons(capsys):
+def _bench_run():
+    """The benchmark script, loaded as a module."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_run.py")
     spec = importlib.util.spec_from_file_location("bench_run", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_whole_run_prints_both_comparisons(capsys):
+    module = _bench_run()
     assert module.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "time inside LatentFix's callbacks per run" in out and out.count("] ") >= 2
@@ -22,10 +28,7 @@ def test_bare_floor_computes_what_the_extension_computes():
     from lib_latentfix import bench
     from lib_latentfix.schedule import BLOG, apply
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_run.py")
-    spec = importlib.util.spec_from_file_location("bench_run_floor", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _bench_run()
     x = bench.make_latent(3, 32, torch.device("cpu"))
     for t in (999.0, 960.0, 800.0, 500.0, 50.0, 0.0):
         torch.testing.assert_close(module.bare_post_defaults(t)(x.clone()), apply(BLOG, x, t), rtol=1e-5, atol=1e-5)
