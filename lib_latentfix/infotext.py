@@ -28,6 +28,7 @@ from .settings import (
     DEFAULTS,
     FIELDS,
     FILTER_SECTIONS,
+    LEGACY_POINT,
     Field,
     PRESETS,
     Settings,
@@ -145,7 +146,8 @@ def decode(params: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:
     if not isinstance(params, Mapping) or VERSION_KEY not in params:
         return None, []
     found: list[str] = []
-    values: dict[str, Any] = {"enabled": True}
+    # an infotext without a correction point was written before the latent point existed: it ran after guidance
+    values: dict[str, Any] = {"enabled": True, "correction_point": LEGACY_POINT}
     for key, items in _ITEMS.items():
         section = items[next(iter(items))][0].section
         if key not in params:

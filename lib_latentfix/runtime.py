@@ -17,8 +17,9 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from . import infotext as lf_infotext
+from .landing import CallPlan, Landing, landed_latent, plan_calls, rewrite
 from .schedule import EDGE_MARGIN, Schedule, Step, run, steps_between
-from .settings import BEFORE_CFG, FEW_STEPS, FILTER_SECTIONS, PARTS, Settings
+from .settings import AFTER_CFG, BEFORE_CFG, FEW_STEPS, FILTER_SECTIONS, LATENT, PARTS, Settings
 from .sigmas import eps_after_x0_change, eps_to_x0
 
 Tensor = torch.Tensor
@@ -56,6 +57,13 @@ class HostTimesteps:
     calls_per_step: int = 1
     first_call_at: int = 0  # the schedule entry of model call 0 (A1111's DDIM walks its timesteps backwards: -1)
     second_at_next: bool = False
+    # the latent point: each model call's step (see lib_latentfix.landing), or None and why it is not known
+    landings: Optional[tuple[Optional[Landing], ...]] = None
+    no_landing: Optional[str] = None
+
+    def step_timestep(self, step: int) -> float:
+        """The timestep of sampler step ``step`` (the one the post keys its filters on)."""
+        return self.timesteps[len(self.timesteps) - 1 - step if self.first_call_at < 0 else step]
 
     @property
     def calls(self) -> int:
@@ -92,6 +100,7 @@ class ModelCall:
     alpha_bar: Optional[Tensor]  # per row, when predictions are ε (A1111 DDIM/PLMS/UniPC), else None
     mask: Optional[Tensor]  # inpainting repaint weight, None without a mask
     host_t: Optional[tuple[float, float]] = None  # the host's range of this call's timesteps, when known
+    latent: Optional[CallPlan] = None  # the latent point: what this call does (None: correct the prediction)
 
 
 def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Tensor, Optional[Tensor]]:
@@ -121,13 +130,13 @@ def window_text(step: Step) -> str:
     return f"t > {lower:g}" if upper == math.inf else f"{lower:g} < t < {upper:g}"
 
 
-def _could_run(step: Step, bounds: Optional[tuple[float, float]]) -> bool:
+def _could_run(step: Step, bounds: Optional[tuple[float, float]], margin: float = EDGE_MARGIN) -> bool:
     """Whether ``step`` may be active for a model call whose timesteps the host knows lie in ``bounds`` (None:
-    unknown, so it may). Within EDGE_MARGIN of an edge the device's own t decides: that counts as may."""
+    unknown, so it may). Within ``margin`` of an edge the device's own t decides: that counts as may."""
     if bounds is None:
         return True
     lower, upper = step.bounds()
-    a, b = bounds[0] - EDGE_MARGIN, bounds[1] + EDGE_MARGIN
+    a, b = bounds[0] - margin, bounds[1] + margin
     return not (b <= lower or a >= upper)
 
 
@@ -138,6 +147,7 @@ class _Pass:
     def __init__(self, name: str, parts: Sequence[tuple[str, Step]]):
         self.name = name
         self.parts = parts
+        self.point = AFTER_CFG  # LATENT when the run is corrected on the sampler latent
         self.calls: list[Optional[tuple[float, float]]] = []
         self._reached: set[str] = set()
         self._seen = 0  # how many of the calls _reached covers
@@ -146,9 +156,14 @@ class _Pass:
     def reached(self) -> set[str]:
         for bounds in self.calls[self._seen:]:
             self._reached.update(name for name, step in self.parts
-                                 if name not in self._reached and _could_run(step, bounds))
+                                 if name not in self._reached and _could_run(step, bounds, self.margin))
         self._seen = len(self.calls)
         return self._reached
+
+    @property
+    def margin(self) -> float:
+        """The latent point decides every window on the host's own timestep; elsewhere the device may decide."""
+        return 0.0 if self.point == LATENT else EDGE_MARGIN
 
     def timesteps(self) -> str:
         """The timesteps its model calls had, as the host knew them (largest first)."""
@@ -179,7 +194,12 @@ class Job:
         self._call: Optional[ModelCall] = None
         self._host: Optional[HostTimesteps] = None
         self._host_key: Any = None
-        self._plan: tuple[tuple[Optional[tuple[float, float]], Optional[tuple[Step, ...]]], ...] = ()
+        # per model call of the current run: (host-known bounds, active steps, the latent point's plan or None)
+        self._plan: tuple[tuple[Optional[tuple[float, float]], Optional[tuple[Step, ...]], Optional[CallPlan]], ...] = ()
+        self._kept: Optional[tuple[Tensor, Tensor]] = None  # the latent point: the previous call's rows and prediction
+        self._change: Optional[Tensor] = None  # the latent point: the last change of a prediction (δ / weight)
+        self._change_weight = 0.0
+        self._said_fallback: set[str] = set()
         self._unknown_why: Optional[str] = None
         self._said_unknown = False
         self._skips: dict[tuple[bool, bool], Optional[str]] = {}
@@ -218,10 +238,34 @@ class Job:
         a message calls it ("first pass", "hires fix pass")."""
         self._end_pass()
         self._host, self._host_key, self._unknown_why = host, key, why
-        # per model call of the run, decided here, before sampling: (its host-known bounds, the steps active there)
-        self._plan = () if host is None else tuple(self._decide(host.bounds(i)) for i in range(host.calls))
+        self._kept, self._change, self._change_weight = None, None, 0.0
         self._passes.append(_Pass(name, self._parts))
         self._pass_open = True
+        if self.settings.correction_point == LATENT:
+            if host is not None and host.landings is not None:
+                self._passes[-1].point = LATENT
+                self._plan = self._plan_latent(host, host.landings)
+                return
+            self._fall_back(name, why if host is None else host.no_landing)
+        # per model call of the run, decided here, before sampling: (its host-known bounds, the steps active there)
+        self._plan = () if host is None else tuple((*self._decide(host.bounds(i)), None) for i in range(host.calls))
+
+    def _plan_latent(self, host: HostTimesteps, landings: Sequence[Optional[Landing]]) -> tuple:
+        """The latent point's plan of a run: each call's step timestep decides its filters on the host (exactly,
+        the step's own timestep as the host computed it), and what each call computes, keeps and carries."""
+        timesteps = [None if landing is None else host.step_timestep(landing.step) for landing in landings]
+        steps = [() if t is None else steps_between(self.schedule, t, t, margin=0.0) for t in timesteps]
+        plans = plan_calls(landings, [bool(s) for s in steps])
+        return tuple(((t, t) if t is not None else None, s, plan) for t, s, plan in zip(timesteps, steps, plans))
+
+    def _fall_back(self, name: str, why: Optional[str]) -> None:
+        """The latent point cannot be reached in this run: it is corrected after guidance, said once per cause."""
+        why = why or "the sampler's timesteps are not known before sampling"
+        self._passes[-1].point = AFTER_CFG
+        if why not in self._said_fallback:
+            self._said_fallback.add(why)
+            self._report(f"{name}: the sampler's step is not known ({why}); this pass is corrected after guidance "
+                         "instead of on the sampler latent (the infotext says what ran)")
 
     def begin_call(self, key: Any, call_index: int,
                    capture: Callable[[Optional[tuple[Step, ...]], Optional[tuple[float, float]]], ModelCall]) -> bool:
@@ -235,8 +279,20 @@ class Job:
         if not self._pass_open:  # a host that announces no runs: one pass, whose timesteps are not known
             self._passes.append(_Pass("sampling pass", self._parts))
             self._pass_open = True
+            if self.settings.correction_point == LATENT:
+                self._fall_back("sampling pass", "the host did not announce the sampler run")
         plan = self._plan if key == self._host_key else ()
-        bounds, steps = plan[call_index] if 0 <= call_index < len(plan) else (None, None)
+        bounds, steps, latent = plan[call_index] if 0 <= call_index < len(plan) else (None, None, None)
+        if latent is not None:  # the latent point: bounds are the step's timestep, for the calls that end a step
+            if latent.landing is not None:
+                self._passes[-1].calls.append(bounds)
+            if not latent.works:
+                return False
+            call = capture(steps, bounds)
+            self._call = None if call is None else replace(call, latent=latent)
+            return True
+        if self._passes[-1].point == LATENT and self.settings.correction_point == LATENT:
+            self._fall_back(self._passes[-1].name, self._unknown_why or "the sampler run is not the one announced")
         self._passes[-1].calls.append(bounds)
         if steps == ():
             return False
@@ -278,6 +334,8 @@ class Job:
             self._stop(f"skipped for this generation: {problem}")
             return None
         try:
+            if call.latent is not None:
+                return self._land(call, prediction)
             corrected, evidence = correct(self.schedule, prediction, call)
             if evidence is not None:  # the statistics already tell which rows held NaN/inf: counted at the end
                 self._evidence.append(evidence)
@@ -288,6 +346,36 @@ class Job:
             return None
         self._corrected.add(point)
         self._infotext = None
+        return corrected
+
+    def _land(self, call: ModelCall, prediction: Tensor) -> Optional[Tensor]:
+        """The latent point (see :mod:`lib_latentfix.landing`): the prediction that makes the sampler's step land on
+        the filtered latent, or None when this call only keeps what the next one needs."""
+        plan = call.latent
+        x = prediction_rows(prediction.shape[0], call.x_in)
+        previous, self._kept = self._kept, ((x, prediction) if plan.keep else None)
+        landing = plan.landing
+        if landing is None or not (plan.filters or plan.carry):
+            self._change = None
+            return None
+        if plan.filters:
+            dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
+            latent = landed_latent(landing, x, prediction, previous, dtype)
+            filtered, evidence = run(Schedule(self.schedule.name, call.steps), latent, None, mask=call.mask)
+            if evidence is not None:
+                self._evidence.append(evidence)
+            change = rewrite(landing, latent, filtered, self._change, plan.carry * self._change_weight)
+            self._change, self._change_weight = change, 1.0
+            corrected = torch.add(prediction, change.to(prediction.dtype))
+            if self.observer is not None:
+                self.observer(LATENT, latent, filtered, call)
+            self._corrected.add(LATENT)
+            self._infotext = None
+        else:  # only the previous change to take back out (DPM++ 2M reuses that prediction)
+            if self._change is None:
+                return None
+            self._change_weight *= plan.carry
+            corrected = torch.add(prediction, self._change.to(prediction.dtype), alpha=self._change_weight)
         return corrected
 
     def end_call(self) -> None:
@@ -382,12 +470,14 @@ class Job:
     def infotext(self) -> dict[str, str]:
         """What the infotext says now (computed once per change of state)."""
         unreached = self.unreached()
-        state = (self._started, bool(self._corrected), self._failure, self._missed, unreached)
+        state = (self._started, frozenset(self._corrected), self._failure, self._missed, unreached)
         if self._infotext is None or self._infotext[0] != state:
             failure = self._failure
             if failure is None and self._missed:
                 failure = f"{self._missed} model call(s) could not be matched to their prediction"
             ran = self.settings.without(unreached) if unreached else self.settings  # exactly what ran
+            if ran.correction_point == LATENT and LATENT not in self._corrected and AFTER_CFG in self._corrected:
+                ran = replace(ran, correction_point=AFTER_CFG)  # every run fell back (its sampler's step is unknown)
             said = lf_infotext.report(ran, self.version, started=self._started,
                                       corrected=bool(self._corrected), failure=failure)
             self._infotext = (state, said)

@@ -25,9 +25,12 @@ from .schedule import Center, Maximize, Schedule, SoftClamp, Step
 CHANNEL_LABELS: tuple[str, ...] = ("0 luminance", "1 cyan/red", "2 lime/purple", "3 pattern")
 
 # Correction points: stable values (stored, written, sent over the API) and what the UI shows for them.
-AFTER_CFG = "after"
-BEFORE_CFG = "before"
-POINT_LABELS: dict[str, str] = {AFTER_CFG: "after guidance", BEFORE_CFG: "before guidance (A1111 only)"}
+LATENT = "latent"  # the sampler's latent after each step, as the post (the default)
+AFTER_CFG = "after"  # each model call's guided x0 prediction (the default of 0.1.0, as Diffusion CG)
+BEFORE_CFG = "before"  # the separate prompt/negative predictions (A1111 only)
+POINT_LABELS: dict[str, str] = {LATENT: "sampler latent (as the post)", AFTER_CFG: "after guidance",
+                                BEFORE_CFG: "before guidance (A1111 only)"}
+LEGACY_POINT = AFTER_CFG  # what an infotext without a correction point ran (versions before the latent point)
 
 CUSTOM = "Custom"
 FEW_STEPS = "Few-step models"
@@ -76,7 +79,7 @@ class Settings:
     maximize_t_min: float = 1.0
     maximize_t_max: float = 100.0
     # advanced
-    correction_point: str = AFTER_CFG
+    correction_point: str = LATENT
     apply_in_hires: bool = True
     skip_inner_passes: bool = True
     diagnostics: bool = False
@@ -313,9 +316,11 @@ _FIELDS: tuple[Field, ...] = (
           section="maximize", row=2, item="strength"),
     *_window("maximize", "maximize", "Maximize", "Maximize", row=3),
     # advanced
-    Field("correction_point", "choice", "Correction point", "After guidance corrects the final (CFG-combined) "
-          "prediction of each image, on every WebUI. Before guidance corrects the separate prompt/negative "
-          "predictions; only AUTOMATIC1111 calls that hook (Forge and reForge never do).",
+    Field("correction_point", "choice", "Correction point", "Sampler latent (as the post): the filters act on the "
+          "latent each sampler step produces, at that step's timestep, as the post's callback does (exact for Euler, "
+          "Heun, DPM++ 2M and DDIM; Euler a before its added noise; other samplers fall back to after guidance). "
+          "After guidance corrects each model call's final (CFG-combined) prediction instead, on every WebUI. "
+          "Before guidance corrects the separate prompt/negative predictions; only AUTOMATIC1111 calls that hook.",
           choices=tuple(POINT_LABELS), section="advanced", item="point"),
     Field("apply_in_hires", "bool", "Apply in hires fix pass", "Also correct during the hires fix second pass.",
           section="advanced", row=1, item="hires"),

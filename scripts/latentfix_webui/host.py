@@ -12,6 +12,7 @@ import torch
 
 from modules import sd_samplers_common, shared
 
+from lib_latentfix import landing as lf_landing
 from lib_latentfix import sigmas as lf_sigmas
 from lib_latentfix.runtime import HostTimesteps
 
@@ -27,13 +28,17 @@ SDXL, SD, UNSUPPORTED = "sdxl", "sd", "unsupported"
 # Attributes other extensions set on the processing object of their own inner passes.
 INNER_PASS_FLAGS: tuple[str, ...] = ("_ad_inner",)  # ADetailer (adetailer/scripts/!adetailer.py)
 
-# Samplers whose model calls are known before sampling (K k_diffusion/sampling.py): first-order samplers evaluate
+# Samplers whose model calls are known before sampling, by the k-diffusion function they run (the name survives
+# wrappers that rename the sampler, e.g. Dynamic Thresholding's "Euler a_dynthres3"): first-order samplers evaluate
 # the model exactly at each schedule sigma; these second-order ones twice per step, first at sigma_i, then between
-# sigma_i and sigma_i+1 (Heun exactly at sigma_i+1, DPM2 at the log-midpoint, DPM++ SDE at t + h/2). Ancestral second-order
-# samplers (DPM2 a, DPM++ 2S a) evaluate below sigma_i+1, Restart and DPM fast/adaptive follow their own
-# schedules: those fall back to testing the windows on the device.
-FIRST_ORDER = {"Euler", "Euler a", "LMS", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE", "LCM"}
-SECOND_ORDER = {"Heun", "DPM2", "DPM++ SDE"}
+# sigma_i and sigma_i+1 (Heun exactly at sigma_i+1, DPM2 at the log-midpoint, DPM++ SDE at t + h/2). Ancestral
+# second-order samplers (DPM2 a, DPM++ 2S a) evaluate below sigma_i+1, Restart and DPM fast/adaptive follow their
+# own schedules: those fall back to testing the windows on the device.
+FIRST_ORDER = {"sample_euler", "sample_euler_ancestral", "sample_lms", "sample_dpmpp_2m", "sample_dpmpp_2m_sde",
+               "sample_dpmpp_3m_sde", "sample_lcm"}
+SECOND_ORDER = {"sample_heun", "sample_dpm_2", "sample_dpmpp_sde"}
+# Samplers that add noise before the model call when the user sets "s_churn" (the call then sees another sigma).
+CHURN = {"sample_euler", "sample_heun", "sample_dpm_2"}
 
 
 def log(message: str) -> None:
@@ -140,6 +145,55 @@ def _steps_of_run(p: Any) -> tuple[int, Optional[int]]:
     return p.steps, None
 
 
+def sampler_function(sampler: Any) -> Optional[str]:
+    """The name of the function a WebUI sampler runs ("sample_euler_ancestral", "ddim"): A1111 and Forge keep it as
+    ``funcname`` (a k-diffusion function's name, or the function itself for DDIM/PLMS/UniPC/LCM)."""
+    for held in (getattr(sampler, "funcname", None), getattr(sampler, "func", None)):
+        name = held if isinstance(held, str) else getattr(held, "__name__", None)
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def _sampler_eta(p: Any, sampler: Any) -> float:
+    """The eta the sampler will use (A Sampler.initialize: p.eta, else the sampler's option)."""
+    eta = getattr(p, "eta", None)
+    if eta is None:
+        field = getattr(sampler, "eta_option_field", "eta_ancestral")
+        eta = getattr(shared.opts, field, getattr(sampler, "eta_default", 1.0))
+    return float(eta)
+
+
+def _k_landings(p: Any, sampler: Any, function: str, sigmas: torch.Tensor) -> tuple[Optional[tuple], Optional[str]]:
+    """The latent point's steps for a k-diffusion run over ``sigmas`` (the sampler's own tensor), or why not."""
+    kind = lf_landing.sampler_kind(function)
+    if kind is None:
+        return None, f"no known step for {function}"
+    if function in CHURN and float(getattr(p, "s_churn", 0.0) or 0.0) > 0:
+        return None, f"{function} with s_churn adds noise before each model call"
+    return lf_landing.k_diffusion_landings(kind, sigmas, eta=_sampler_eta(p, sampler)), None
+
+
+def _ddim_landings(p: Any, sampler: Any, denoiser: Any, timesteps: torch.Tensor, forge: bool) -> tuple:
+    """The latent point's steps for a DDIM run over ``timesteps`` (as its loop walks them: last entry first; A
+    sd_samplers_timesteps_impl.ddim): ᾱ at each timestep, ᾱ at the one below (ᾱ[0] below the first), η's noise."""
+    table = denoiser.inner_model.inner_model.alphas_cumprod.detach().to("cpu")
+    index = timesteps.to(torch.long)
+    alphas = table[index]
+    alphas_prev = table[torch.nn.functional.pad(index[:-1], (1, 0))].to(torch.float64)
+    eta = _sampler_eta(p, sampler)
+    noise = (eta * ((1 - alphas_prev) / (1 - alphas.to(torch.float64)) * (1 - alphas.to(torch.float64) / alphas_prev)).sqrt()
+             if eta else torch.zeros_like(alphas_prev))
+    order = list(range(len(index) - 1, 0, -1))  # call i uses entry len - 1 - i
+    k_space = None
+    if forge:  # Forge hands the callbacks x·√(σ²+1) at σ = √((1-ᾱ)/ᾱ) of the rounded timestep (in the table's
+        # dtype), and an x0 (F CFGDenoiser.forward, classic_ddim_eps_estimation)
+        sigmas = ((1 - table) / table) ** 0.5
+        k_space = [(float(sigmas[int(index[i])]), float((sigmas[int(index[i])] ** 2 + 1) ** 0.5)) for i in order]
+    return lf_landing.ddim_landings([float(alphas[i]) for i in order], [float(alphas_prev[i]) for i in order],
+                                    [float(noise[i]) for i in order], k_space)
+
+
 def run_key(sampler: Any, steps: int) -> tuple[int, int]:
     """Names one sampler run: the sampler object and the step count it was launched with (CFGDenoiser.steps)."""
     return id(sampler), int(steps)
@@ -150,27 +204,31 @@ def host_timesteps(p: Any) -> tuple[Optional[tuple[int, int]], Optional[HostTime
     the host will produce them, from the sampler's own schedule (A sd_samplers_kdiffusion.py:79-132 returns it on
     the CPU; A sd_samplers_timesteps.py:86-96 for DDIM). (None, None, why) when the host cannot know them."""
     sampler = getattr(p, "sampler", None)
-    config = getattr(sampler, "config", None)
-    name = getattr(config, "name", None)
+    function = sampler_function(sampler)
     denoiser = getattr(sampler, "model_wrap_cfg", None)
-    if sampler is None or name is None:
+    if sampler is None or function is None:
         return None, None, "no sampler"
     if getattr(p, "sampler_noise_scheduler_override", None) is not None:
         return None, None, "another extension overrides the sigma schedule"  # asking it twice could disturb it
     steps, t_enc = _steps_of_run(p)
-    if callable(getattr(sampler, "get_sigmas", None)) and (name in FIRST_ORDER or name in SECOND_ORDER):
-        sigmas = sampler.get_sigmas(p, steps).to("cpu", torch.float64)
+    if callable(getattr(sampler, "get_sigmas", None)) and (function in FIRST_ORDER or function in SECOND_ORDER):
+        own = sampler.get_sigmas(p, steps).detach().to("cpu")  # the sampler's own tensor (its dtype: the steps)
         if t_enc is not None:
-            sigmas = sigmas[steps - t_enc - 1:]
+            own = own[steps - t_enc - 1:]
+        sigmas = own.to(torch.float64)
         t = lf_sigmas.sigma_to_t(sigmas, _alphas_on_host()).to(torch.float64)
         t = torch.where(sigmas > 0, t, torch.zeros_like(t))
-        host = HostTimesteps(tuple(t.tolist()), 2 if name in SECOND_ORDER else 1, second_at_next=name == "Heun")
+        landings, no_landing = _k_landings(p, sampler, function, own)
+        host = HostTimesteps(tuple(t.tolist()), 2 if function in SECOND_ORDER else 1,
+                             second_at_next=function == "sample_heun", landings=landings, no_landing=no_landing)
         return run_key(sampler, len(sigmas) - 1), host, None
-    if callable(getattr(sampler, "get_timesteps", None)) and name.startswith("DDIM") and not forge_like_for(p) \
+    if callable(getattr(sampler, "get_timesteps", None)) and function == "ddim" \
             and isinstance(denoiser, CFGDenoiserTimesteps or ()):
-        timesteps = sampler.get_timesteps(p, steps).to("cpu", torch.float64)
+        timesteps = sampler.get_timesteps(p, steps).to("cpu")
         if t_enc is not None:
             timesteps = timesteps[:t_enc]
         launched = len(timesteps) + 1 if t_enc is not None else steps
-        return run_key(sampler, launched), HostTimesteps(tuple(timesteps.tolist()), 1, first_call_at=-1), None
-    return None, None, f"sampler {name!r}"
+        landings = _ddim_landings(p, sampler, denoiser, timesteps, forge_like_for(p))
+        host = HostTimesteps(tuple(timesteps.to(torch.float64).tolist()), 1, first_call_at=-1, landings=landings)
+        return run_key(sampler, launched), host, None
+    return None, None, f"sampler {function!r}"
