@@ -13,7 +13,8 @@ from webui_standin import harness
 
 import latentfix_webui.host as glue_host
 from lib_latentfix import infotext as lf_infotext
-from lib_latentfix.arguments import from_script_args, to_positional
+from lib_latentfix.arguments import from_script_args
+from support.positional import to_positional
 from modules import infotext_utils
 from lib_latentfix.settings import DEFAULTS, apply_preset
 from lib_latentfix.sigmas import sigma_to_t
