@@ -178,18 +178,26 @@ class CallPlan:
 
     ``filters``: the call's latent is filtered (its step's timestep is inside a window); ``carry``: the share of the
     previous call's change this call takes back out (−hp/b for DPM++ 2M; 0 when there is none to take); ``keep``: the
-    next call needs this call's latent rows and prediction.
+    next call needs this call's latent rows and prediction; ``weight``: how much of the last filtered change the
+    call's own change still carries (1 where it filters; a carried change below the latent dtype's rounding can be
+    left out).
     """
 
     landing: Optional[Landing]
     filters: bool
     carry: float
     keep: bool
+    weight: float = 0.0
 
     @property
     def works(self) -> bool:
         """Whether the call needs anything at all (a call that does not costs no tensor work)."""
         return self.filters or self.carry != 0.0 or self.keep
+
+    def negligible(self, dtype: torch.dtype) -> bool:
+        """True for a call that only carries a change too small to move a latent of ``dtype`` (below half its
+        rounding step): it can skip all work."""
+        return not (self.filters or self.keep) and abs(self.weight) < torch.finfo(dtype).eps / 2
 
 
 def plan_calls(landings: Sequence[Optional[Landing]], filters: Sequence[bool]) -> tuple[CallPlan, ...]:
@@ -211,8 +219,8 @@ def plan_calls(landings: Sequence[Optional[Landing]], filters: Sequence[bool]) -
         carry = -landing.hp / landing.b if landing.hp != 0 and weight != 0.0 else 0.0
         if not filters[i] and abs(carry * weight) < HISTORY_CUTOFF:
             carry = 0.0
-        plans.append(CallPlan(landing, bool(filters[i]), carry, keep))
         weight = 1.0 if filters[i] else carry * weight
+        plans.append(CallPlan(landing, bool(filters[i]), carry, keep, weight))
     return tuple(plans)
 
 

@@ -200,6 +200,7 @@ class Job:
         self._change: Optional[Tensor] = None  # the latent point: the last change of a prediction (δ / weight)
         self._change_weight = 0.0
         self._said_fallback: set[str] = set()
+        self._dtype: Optional[torch.dtype] = None  # the latent point: the predictions' dtype, once seen
         self._unknown_why: Optional[str] = None
         self._said_unknown = False
         self._skips: dict[tuple[bool, bool], Optional[str]] = {}
@@ -237,6 +238,7 @@ class Job:
         ``why``), ``key`` names the run (a model call of another run never uses these timesteps), ``name`` is how
         a message calls it ("first pass", "hires fix pass")."""
         self._end_pass()
+        self._started = True  # sampling has begun: from now on the infotext claims only what ran (maybe nothing)
         self._host, self._host_key, self._unknown_why = host, key, why
         self._kept, self._change, self._change_weight = None, None, 0.0
         self._passes.append(_Pass(name, self._parts))
@@ -286,7 +288,8 @@ class Job:
         if latent is not None:  # the latent point: bounds are the step's timestep, for the calls that end a step
             if latent.landing is not None:
                 self._passes[-1].calls.append(bounds)
-            if not latent.works:
+            if not latent.works or (self._dtype is not None and latent.negligible(self._dtype)):
+                self._change = None
                 return False
             call = capture(steps, bounds)
             self._call = None if call is None else replace(call, latent=latent)
@@ -352,7 +355,8 @@ class Job:
         """The latent point (see :mod:`lib_latentfix.landing`): the prediction that makes the sampler's step land on
         the filtered latent, or None when this call only keeps what the next one needs."""
         plan = call.latent
-        x = prediction_rows(prediction.shape[0], call.x_in)
+        self._dtype = prediction.dtype
+        x = prediction_rows(prediction.shape[0], call.x_in) if plan.keep or plan.filters else None
         previous, self._kept = self._kept, ((x, prediction) if plan.keep else None)
         landing = plan.landing
         if landing is None or not (plan.filters or plan.carry):

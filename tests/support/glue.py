@@ -35,3 +35,18 @@ def wrap_our_callbacks(wrap):
         for entry in sc.callback_map["callbacks_" + category]:
             if "latentfix" in entry.name:
                 entry.callback = wrap(entry.callback, category)
+
+
+def count_tensor_work(host, calls):
+    """Wrap our callbacks so each records (category, how many torch functions it ran) in ``calls`` (and fails on a
+    host sync)."""
+    from support.sync_guard import NoHostSync
+
+    def counting(inner, category):
+        def counted(params):
+            with NoHostSync() as guard:
+                inner(params)
+            calls.append((category, guard.calls))
+        return counted
+
+    wrap_our_callbacks(counting)

@@ -19,8 +19,7 @@ from modules import infotext_utils
 from lib_latentfix.settings import DEFAULTS, apply_preset
 from lib_latentfix.sigmas import sigma_to_t
 from dataclasses import replace
-from support.glue import wrap_our_callbacks
-from support.sync_guard import NoHostSync
+from support.glue import count_tensor_work as _count_tensor_work
 
 ON = replace(DEFAULTS, enabled=True, correction_point="after")  # windows of the guided x0 (the latent point: test_latent_point)
 
@@ -88,18 +87,6 @@ def test_img2img_host_windows_equal_device_windows(flavour, sampler, strength, m
     host_run = _run(flavour, "img2img", False, monkeypatch, **kw)
     device_run = _run(flavour, "img2img", True, monkeypatch, **kw)
     assert torch.equal(host_run.latents, device_run.latents)
-
-
-def _count_tensor_work(host, calls):
-    """Wrap our callbacks so each records how many torch functions it ran (and fails on a host sync)."""
-    def counting(inner, category):
-        def counted(params):
-            with NoHostSync() as guard:
-                inner(params)
-            calls.append((category, guard.calls))
-        return counted
-
-    wrap_our_callbacks(counting)
 
 
 def test_a_call_outside_every_window_does_no_tensor_work():
