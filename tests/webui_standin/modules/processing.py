@@ -228,14 +228,16 @@ def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iter
         "Model": shared.sd_model.sd_checkpoint_info.name, "Denoising strength": p.extra_generation_params.get("Denoising strength"),
         **p.extra_generation_params, "Version": "standin",
     }
-    for key, value in generation_params.items():  # 802-810
+    # as create_infotext: a list holds one value per image, a callable is asked with the function's local names
+    # (p, index, all_seeds, …); one that fails leaves its item out
+    asked_with = dict(locals())
+    for key in list(generation_params):
+        entry = generation_params[key]
         try:
-            if isinstance(value, list):
-                generation_params[key] = value[index]
-            elif callable(value):
-                generation_params[key] = value(**locals())
+            entry = entry[index] if isinstance(entry, list) else entry(**asked_with) if callable(entry) else entry
         except Exception:
-            generation_params[key] = None
+            entry = None
+        generation_params[key] = entry
     text = ", ".join([k if k == v else f'{k}: {quote(v)}' for k, v in generation_params.items() if v is not None])
     neg = all_negative_prompts[index]
     return f"{all_prompts[index]}{chr(10) + 'Negative prompt: ' + neg if neg else ''}\n{text}".strip()
@@ -253,6 +255,14 @@ def process_images(p):
         if p.override_settings_restore_afterwards:
             for k, v in stored.items():
                 shared.opts.data[k] = v
+
+
+def _handed_to_scripts(p, hook, holder, field, **kwargs):
+    """Call the scripts' ``hook`` with ``holder`` (one of the *Args objects) and return its ``field`` afterwards: the
+    scripts may have replaced it. Without scripts, the field as it was."""
+    if p.scripts is not None:
+        getattr(p.scripts, hook)(p, holder, **kwargs)
+    return getattr(holder, field)
 
 
 def process_images_inner(p):
@@ -284,31 +294,26 @@ def process_images_inner(p):
                 p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
                 p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
             p.setup_conds()
-            samples = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=p.subseeds, subseed_strength=0, prompts=p.prompts)
-            if p.scripts is not None:
-                ps = scripts.PostSampleArgs(samples)
-                p.scripts.post_sample(p, ps)
-                samples = ps.samples
-            if getattr(samples, "already_decoded", False):
-                x_samples = samples
+            latents = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=p.subseeds,
+                               subseed_strength=0, prompts=p.prompts)
+            latents = _handed_to_scripts(p, "post_sample", scripts.PostSampleArgs(latents), "samples")
+            if getattr(latents, "already_decoded", False):  # hires hands back decoded images
+                decoded = latents
             else:
-                p.standin_latents.append(samples)
-                x_samples = decode_latent_batch(p.sd_model, samples)
-            x_samples = torch.clamp((x_samples.float() + 1.0) / 2.0, min=0.0, max=1.0)
+                p.standin_latents.append(latents)
+                decoded = decode_latent_batch(p.sd_model, latents)
+            pictures = ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0)  # decoded -1..1 → 0..1
             shared.state.nextjob()
             if p.scripts is not None:
-                p.scripts.postprocess_batch(p, x_samples, batch_number=n)
-                batch_params = scripts.PostprocessBatchListArgs(list(x_samples))
-                p.scripts.postprocess_batch_list(p, batch_params, batch_number=n)
-                x_samples = batch_params.images
-            for i, image in enumerate(x_samples):
+                p.scripts.postprocess_batch(p, pictures, batch_number=n)
+                pictures = _handed_to_scripts(p, "postprocess_batch_list", scripts.PostprocessBatchListArgs(list(pictures)),
+                                              "images", batch_number=n)
+            for i, picture in enumerate(pictures):
                 p.batch_index = i
-                if p.scripts is not None:
-                    pp = scripts.PostprocessImageArgs(image)
-                    p.scripts.postprocess_image(p, pp)
-                    image = pp.image
-                infotexts.append(create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i, all_negative_prompts=p.negative_prompts))
-                output_images.append(image)
+                picture = _handed_to_scripts(p, "postprocess_image", scripts.PostprocessImageArgs(picture), "image")
+                infotexts.append(create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i,
+                                                 all_negative_prompts=p.negative_prompts))
+                output_images.append(picture)
     res = Processed(p, output_images, seed=p.all_seeds[0], info=infotexts[0] if infotexts else "", infotexts=infotexts)
     if p.scripts is not None:
         p.scripts.postprocess(p, res)
