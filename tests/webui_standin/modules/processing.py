@@ -1,14 +1,14 @@
-"""Imitates modules/processing.py (A v1.10.1): process_images (819-860), process_images_inner (863-1150),
-create_infotext (705-816), Txt2Img.sample + sample_hr_pass (1307-1464), Img2Img.init mask part + sample
-(1602-1789), rng.ImageRNG (one torch.Generator per seed). Forge differences replayed when
-shared.standin_host == "forge": uc None when CFG==1 (F processing.py:498-500), hires uses p.hr_cfg and
-hr_uc None when hr_cfg==1 (F 1586-1587), process_before_every_sampling called twice in hires with the UNet patcher
-reset from forge_objects_after_applying_lora before the second call and before txt2img (F 1373, 1508-1526).
+"""Stand-in for the WebUI's modules.processing (A1111 v1.10.1), written for the tests: process_images,
+process_images_inner, create_infotext, StableDiffusionProcessingTxt2Img.sample + sample_hr_pass,
+StableDiffusionProcessingImg2Img.init (mask part) + sample, and rng.ImageRNG (one torch.Generator per seed). Forge's
+differences are replayed when shared.standin_host == "forge": uc None when CFG == 1 (setup_conds), hires uses p.hr_cfg
+and hr_uc None when hr_cfg == 1, process_before_every_sampling called twice in hires with the UNet patcher reset from
+forge_objects_after_applying_lora before the second call and before txt2img (sample, sample_hr_pass).
 
 Simplified: no VAE — `decode_latent_batch` maps latents to RGB with A's "Approx cheap" SDXL/SD1 matrix
-(sd_vae_approx.py:84-97) at LATENT resolution, images are float tensors [3,h,w] in 0..1 (not PIL);
+(sd_vae_approx's cheap_approximation) at LATENT resolution, images are float tensors [3,h,w] in 0..1 (not PIL);
 img2img takes `init_latent` (a latent, not an image) and `image_mask` as a latent-resolution [h,w] array/tensor
-in 0..1 (1 = repaint), rounded with np.around (mask_round) as processing.py:1736-1746; no extra networks,
+in 0..1 (1 = repaint), rounded with np.around (mask_round) as Img2Img.init does; no extra networks,
 styles, face restore, grids, saving, subseeds, prompt scheduling. Test aids: p.standin_latents (final latents
 per batch, before decode) and p.standin_first_pass_latents (hires)."""
 import json
@@ -25,7 +25,7 @@ APPROX = {"sdxl": [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074
           "sd1": [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]}
 
 
-class ImageRNG:  # rng.py:99-170 without subseeds: noise for image i depends only on seeds[i]
+class ImageRNG:  # rng.ImageRNG without subseeds: noise for image i depends only on seeds[i]
     def __init__(self, shape, seeds, **kwargs):
         self.shape = tuple(shape)
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -65,13 +65,8 @@ class StableDiffusionProcessing:
         for k, v in kwargs.items():
             setattr(self, k, v)
 
-    @property
-    def sd_model(self):  # processing.py:261-267: always shared.sd_model
-        return shared.sd_model
-
-    @sd_model.setter
-    def sd_model(self, value):
-        pass
+    # as in the WebUI, p.sd_model is always shared.sd_model, and assigning to it changes nothing
+    sd_model = property(lambda self: shared.sd_model, lambda self, value: None)
 
     def setup_prompts(self):
         n = self.batch_size * self.n_iter
@@ -137,7 +132,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def sample_hr_pass(self, samples, seeds):
         self.is_hr_pass = True
         self.sampler = sd_samplers.create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
-        # 1388-1392; non-latent upscalers (VAE decode/upscale/encode in the real host) fall back to bilinear here
+        # sample_hr_pass's latent upscale; non-latent upscalers (VAE decode/upscale/encode in the real host) fall back to bilinear here
         mode = shared.latent_upscale_modes.get(self.hr_upscaler, shared.latent_upscale_modes["Latent"])["mode"]
         samples = torch.nn.functional.interpolate(samples, size=(self.hr_upscale_to_y // opt_f, self.hr_upscale_to_x // opt_f), mode=mode)
         shared.state.nextjob()
@@ -177,11 +172,11 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def init(self, all_prompts, all_seeds, all_subseeds):
         self.extra_generation_params["Denoising strength"] = self.denoising_strength
-        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)  # 1607: reused for every batch
+        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)  # made once in init, reused for every batch
         lat = torch.as_tensor(self.standin_init_latent, dtype=torch.float32)
         lat = lat[None] if lat.dim() == 3 else lat
-        self.init_latent = lat.repeat(self.batch_size, 1, 1, 1) if lat.shape[0] == 1 else lat  # 1710-1711
-        if self.image_mask is not None:  # 1736-1746
+        self.init_latent = lat.repeat(self.batch_size, 1, 1, 1) if lat.shape[0] == 1 else lat  # one init latent serves the batch
+        if self.image_mask is not None:  # the latent mask: repaint where 1, keep where 0
             latmask = np.asarray(self.image_mask, dtype=np.float32)
             if self.mask_round:
                 latmask = np.around(latmask)
@@ -200,7 +195,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         if self.scripts is not None:
             self.scripts.process_before_every_sampling(p=self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning)
         samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.image_conditioning)
-        if self.mask is not None:  # 1776-1784
+        if self.mask is not None:  # the final blend with the original latent
             samples = samples * self.nmask + self.init_latent * self.mask
         return samples
 
@@ -286,7 +281,7 @@ def process_images_inner(p):
             p.iteration = n
             if shared.state.interrupted or shared.state.stopping_generation:
                 break
-            shared.sd_model = shared.standin_checkpoints.get(shared.standin_base_checkpoint, shared.sd_model)  # 941
+            shared.sd_model = shared.standin_checkpoints.get(shared.standin_base_checkpoint, shared.sd_model)  # back to the base model (refiner)
             sl = slice(n * p.batch_size, (n + 1) * p.batch_size)
             p.prompts, p.negative_prompts, p.seeds, p.subseeds = p.all_prompts[sl], p.all_negative_prompts[sl], p.all_seeds[sl], p.all_subseeds[sl]
             p.rng = ImageRNG((getattr(shared.sd_model, "latent_channels", opt_C), p.height // opt_f, p.width // opt_f), p.seeds)

@@ -160,7 +160,7 @@ class ForgeObjects:
 
 
 class ToySDModel:
-    """Carries the attributes the glue reads on `shared.sd_model` (A sd_models.py:379-407, sd_models_types.py)."""
+    """Carries the attributes the glue reads on `shared.sd_model` (as A1111's load_model and WebuiSdModel set them)."""
     def __init__(self, kind="sdxl", flavour="a1111", name="base", bias=(0.30, -0.15, 0.12, -0.25), ctx_dim=64):
         self.is_sdxl, self.is_sd1, self.is_sd2, self.is_sd3 = kind == "sdxl", kind == "sd1", False, False
         self.is_ssd = self.is_sdxl_inpaint = False
