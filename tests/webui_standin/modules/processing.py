@@ -187,9 +187,10 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng.next()
-        if self.initial_noise_multiplier != 1.0:
-            self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
-            x *= self.initial_noise_multiplier
+        multiplier = self.initial_noise_multiplier
+        if multiplier != 1.0:  # the img2img noise multiplier scales the noise in place and is written to the infotext
+            x *= multiplier
+            self.extra_generation_params["Noise multiplier"] = multiplier
         if shared.standin_host == "forge":
             self.sd_model.forge_objects = self.sd_model.forge_objects_after_applying_lora.shallow_copy()
         if self.scripts is not None:
