@@ -15,7 +15,7 @@ pytest.importorskip("transformers", reason="transformers is not installed (tests
 
 import torch  # noqa: E402
 
-from lib_latentfix import post as post_reference  # noqa: E402
+from support import post_reference  # noqa: E402
 from support.tiny_sdxl import make_tiny_sdxl  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,36 +1,37 @@
-"""comfy/model_patcher.py at fe251146: the parts of ModelPatcher the nodes use."""
+"""Stand-in for ComfyUI's comfy.model_patcher (commit fe251146), written for the tests: the parts of ModelPatcher the
+nodes use."""
 
 import copy
 
 
 def set_model_options_post_cfg_function(model_options, post_cfg_function, disable_cfg1_optimization=False):
-    # model_patcher.py:62-66
-    model_options["sampler_post_cfg_function"] = model_options.get("sampler_post_cfg_function", []) + [post_cfg_function]
+    """Imitates set_model_options_post_cfg_function: appended to the list (a new list), the cfg-1 shortcut optionally
+    switched off."""
+    chain = list(model_options.get("sampler_post_cfg_function", []))
+    chain.append(post_cfg_function)
+    model_options["sampler_post_cfg_function"] = chain
     if disable_cfg1_optimization:
         model_options["disable_cfg1_optimization"] = True
     return model_options
 
 
 def create_model_options_clone(orig_model_options):
-    # model_patcher.py:76-77 -> patcher_extension.py:136-143 (copy_nested_dicts)
-    new = orig_model_options.copy()
-    for key, value in orig_model_options.items():
-        if isinstance(value, dict):
-            new[key] = create_model_options_clone(value)
-        elif isinstance(value, list):
-            new[key] = value.copy()
-    return new
+    """Imitates create_model_options_clone (copy_nested_dicts): nested dicts copied all the way down, lists copied
+    one level, everything else shared."""
+    return {key: create_model_options_clone(value) if isinstance(value, dict)
+            else list(value) if isinstance(value, list) else value
+            for key, value in orig_model_options.items()}
 
 
 class ModelPatcher:
     def __init__(self, model, load_device="cpu"):
         self.model = model  # a model_base.BaseModel
         self.load_device = load_device
-        self.model_options = {"transformer_options": {}}  # model_patcher.py:248
+        self.model_options = {"transformer_options": {}}  # as ModelPatcher.__init__ starts them
         self.parent = None
 
     def clone(self):
-        # model_patcher.py:311-321: model shared, model_options deep-copied, parent recorded
+        # as ModelPatcher.clone: the model shared, model_options deep-copied, the parent recorded
         n = self.__class__(self.model, self.load_device)
         n.model_options = copy.deepcopy(self.model_options)
         n.parent = self
@@ -40,10 +41,10 @@ class ModelPatcher:
         return getattr(self.model, name)
 
     def set_model_sampler_post_cfg_function(self, post_cfg_function, disable_cfg1_optimization=False):
-        # model_patcher.py:418-419
+        # as ModelPatcher.set_model_sampler_post_cfg_function
         self.model_options = set_model_options_post_cfg_function(self.model_options, post_cfg_function,
                                                                  disable_cfg1_optimization)
 
     def set_model_denoise_mask_function(self, denoise_mask_function):
-        # model_patcher.py:430-431: a single slot
+        # as ModelPatcher.set_model_denoise_mask_function: a single slot
         self.model_options["denoise_mask_function"] = denoise_mask_function

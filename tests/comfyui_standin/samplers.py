@@ -55,17 +55,18 @@ class KSamplerX0Inpaint:  # samplers.py:390-403
         self.sigmas = sigmas
 
     def __call__(self, x, sigma, denoise_mask, model_options={}, seed=None):
-        if denoise_mask is not None:
-            if "denoise_mask_function" in model_options:
-                denoise_mask = model_options["denoise_mask_function"](
-                    sigma, denoise_mask, extra_options={"model": self.inner_model, "sigmas": self.sigmas})
-            latent_mask = 1.0 - denoise_mask
-            x = x * denoise_mask + self.inner_model.inner_model.scale_latent_inpaint(
-                x=x, sigma=sigma, noise=self.noise, latent_image=self.latent_image) * latent_mask
-        out = self.inner_model(x, sigma, model_options=model_options, seed=seed)
-        if denoise_mask is not None:
-            out = out * denoise_mask + self.latent_image * latent_mask
-        return out
+        if denoise_mask is None:  # no inpainting: the model's prediction as it is
+            return self.inner_model(x, sigma, model_options=model_options, seed=seed)
+        if "denoise_mask_function" in model_options:  # a node may reshape the mask per step
+            options = {"model": self.inner_model, "sigmas": self.sigmas}
+            denoise_mask = model_options["denoise_mask_function"](sigma, denoise_mask, extra_options=options)
+        kept = 1.0 - denoise_mask  # 1 where the original latent stays
+        # outside the mask the model sees the original latent noised to this sigma, and predicts it unchanged
+        original_noised = self.inner_model.inner_model.scale_latent_inpaint(
+            x=x, sigma=sigma, noise=self.noise, latent_image=self.latent_image)
+        prediction = self.inner_model(x * denoise_mask + original_noised * kept, sigma, model_options=model_options,
+                                      seed=seed)
+        return prediction * denoise_mask + self.latent_image * kept
 
 
 class KSAMPLER:  # samplers.py:714-756
@@ -122,18 +123,14 @@ class CFGGuider:  # samplers.py:934-1061 (wrappers, hooks and model loading left
 
 
 def normal_scheduler(model_sampling, steps):  # samplers.py:431-453 (sgm=False)
-    s = model_sampling
-    start = s.timestep(s.sigma_max)
-    end = s.timestep(s.sigma_min)
-    append_zero = True
-    if math.isclose(float(s.sigma(end)), 0, abs_tol=0.00001):
-        steps += 1
-        append_zero = False
-    timesteps = torch.linspace(start, end, steps)
-    sigs = [float(s.sigma(ts)) for ts in timesteps]
-    if append_zero:
-        sigs += [0.0]
-    return torch.FloatTensor(sigs)
+    ms = model_sampling
+    first, last = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
+    # evenly spaced timesteps from the noisiest to the cleanest; a final 0 is appended unless the cleanest sigma
+    # already is (about) 0, which then takes its place as one more point
+    ends_at_zero = math.isclose(float(ms.sigma(last)), 0, abs_tol=0.00001)
+    points = torch.linspace(first, last, steps + 1 if ends_at_zero else steps)
+    values = [float(ms.sigma(t)) for t in points]
+    return torch.FloatTensor(values if ends_at_zero else values + [0.0])
 
 
 def calculate_sigmas(model_sampling, scheduler_name, steps):  # samplers.py:1092-1100
@@ -164,17 +161,19 @@ class KSampler:  # samplers.py:1113-1177
     def sample(self, noise, positive, negative, cfg, latent_image=None, start_step=None, last_step=None,
                force_full_denoise=False, denoise_mask=None, seed=None):  # 1157-1177
         sigmas = self.sigmas
-        if last_step is not None and last_step < (len(sigmas) - 1):
-            sigmas = sigmas[:last_step + 1]
+        # an advanced KSampler may stop early (last_step; its final sigma set to 0 in place when the run must end
+        # fully denoised) and start late (start_step; past the end there is nothing to sample)
+        if last_step is not None and last_step + 1 < len(sigmas):
+            sigmas = sigmas[: last_step + 1]
             if force_full_denoise:
                 sigmas[-1] = 0
+        if start_step is not None and start_step + 1 >= len(sigmas):
+            return latent_image
         if start_step is not None:
-            if start_step < (len(sigmas) - 1):
-                sigmas = sigmas[start_step:]
-            else:
-                return latent_image
-        guider = CFGGuider(self.model)  # samplers.py:1063-1067 (sample)
-        guider.conds = {"positive": positive, "negative": negative}
+            sigmas = sigmas[start_step:]
+        # ComfyUI's sample(): a CFGGuider with both conds and the scale, then its sample()
+        guider = CFGGuider(self.model)
+        guider.conds = dict(positive=positive, negative=negative)
         guider.cfg = cfg
         return guider.sample(noise, latent_image, KSAMPLER(self.sampler), sigmas, denoise_mask=denoise_mask, seed=seed)
 

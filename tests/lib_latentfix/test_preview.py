@@ -24,28 +24,13 @@ from lib_latentfix.preview import (
     latents_to_rgb,
     latents_to_rgb_array,
 )
+from support import post_reference
 
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "artifacts")
 
 
-# --- reference: copied verbatim from /work/shared/seeds/sdxl-latent-space-explained.zh.md ---
-# (only the function name differs: the post calls it latents_to_rgb)
-def post_latents_to_rgb(latents):
-    weights = (
-        (60, -60, 25, -70),
-        (60,  -5, 15, -50),
-        (60,  10, -5, -35)
-    )
-
-    weights_tensor = torch.t(torch.tensor(weights, dtype=latents.dtype).to(latents.device))
-    biases_tensor = torch.tensor((150, 140, 130), dtype=latents.dtype).to(latents.device)
-    rgb_tensor = torch.einsum("...lxy,lr -> ...rxy", latents, weights_tensor) + biases_tensor.unsqueeze(-1).unsqueeze(-1)
-    image_array = rgb_tensor.clamp(0, 255)[0].byte().cpu().numpy()
-    image_array = image_array.transpose(1, 2, 0)  # Change the order of dimensions
-
-    return Image.fromarray(image_array)
-
-# ------------------------------------------------------------------------------------------
+# the reference: the post's preview as its code computes it (image 0 only), written in tests/support
+post_latents_to_rgb = post_reference.latents_to_rgb
 
 
 def _latent_arrays(max_batch: int = 1, max_side: int = 8, dtype=np.float32, bound: float = 60.0):

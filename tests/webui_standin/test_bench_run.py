@@ -25,7 +25,7 @@ def test_bare_floor_computes_what_the_extension_computes():
     """The floor row is only a floor if it does the same corrections: it must equal the Post defaults to rounding."""
     import torch
 
-    from lib_latentfix import bench
+    from benchmarks import bench
     from lib_latentfix.schedule import BLOG, apply
 
     module = _bench_run()

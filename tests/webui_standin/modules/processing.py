@@ -1,14 +1,14 @@
-"""Imitates modules/processing.py (A v1.10.1): process_images (819-860), process_images_inner (863-1150),
-create_infotext (705-816), Txt2Img.sample + sample_hr_pass (1307-1464), Img2Img.init mask part + sample
-(1602-1789), rng.ImageRNG (one torch.Generator per seed). Forge differences replayed when
-shared.standin_host == "forge": uc None when CFG==1 (F processing.py:498-500), hires uses p.hr_cfg and
-hr_uc None when hr_cfg==1 (F 1586-1587), process_before_every_sampling called twice in hires with the UNet patcher
-reset from forge_objects_after_applying_lora before the second call and before txt2img (F 1373, 1508-1526).
+"""Stand-in for the WebUI's modules.processing (A1111 v1.10.1), written for the tests: process_images,
+process_images_inner, create_infotext, StableDiffusionProcessingTxt2Img.sample + sample_hr_pass,
+StableDiffusionProcessingImg2Img.init (mask part) + sample, and rng.ImageRNG (one torch.Generator per seed). Forge's
+differences are replayed when shared.standin_host == "forge": uc None when CFG == 1 (setup_conds), hires uses p.hr_cfg
+and hr_uc None when hr_cfg == 1, process_before_every_sampling called twice in hires with the UNet patcher reset from
+forge_objects_after_applying_lora before the second call and before txt2img (sample, sample_hr_pass).
 
 Simplified: no VAE — `decode_latent_batch` maps latents to RGB with A's "Approx cheap" SDXL/SD1 matrix
-(sd_vae_approx.py:84-97) at LATENT resolution, images are float tensors [3,h,w] in 0..1 (not PIL);
+(sd_vae_approx's cheap_approximation) at LATENT resolution, images are float tensors [3,h,w] in 0..1 (not PIL);
 img2img takes `init_latent` (a latent, not an image) and `image_mask` as a latent-resolution [h,w] array/tensor
-in 0..1 (1 = repaint), rounded with np.around (mask_round) as processing.py:1736-1746; no extra networks,
+in 0..1 (1 = repaint), rounded with np.around (mask_round) as Img2Img.init does; no extra networks,
 styles, face restore, grids, saving, subseeds, prompt scheduling. Test aids: p.standin_latents (final latents
 per batch, before decode) and p.standin_first_pass_latents (hires)."""
 import json
@@ -25,7 +25,7 @@ APPROX = {"sdxl": [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074
           "sd1": [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]}
 
 
-class ImageRNG:  # rng.py:99-170 without subseeds: noise for image i depends only on seeds[i]
+class ImageRNG:  # rng.ImageRNG without subseeds: noise for image i depends only on seeds[i]
     def __init__(self, shape, seeds, **kwargs):
         self.shape = tuple(shape)
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -65,13 +65,8 @@ class StableDiffusionProcessing:
         for k, v in kwargs.items():
             setattr(self, k, v)
 
-    @property
-    def sd_model(self):  # processing.py:261-267: always shared.sd_model
-        return shared.sd_model
-
-    @sd_model.setter
-    def sd_model(self, value):
-        pass
+    # as in the WebUI, p.sd_model is always shared.sd_model, and assigning to it changes nothing
+    sd_model = property(lambda self: shared.sd_model, lambda self, value: None)
 
     def setup_prompts(self):
         n = self.batch_size * self.n_iter
@@ -137,7 +132,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def sample_hr_pass(self, samples, seeds):
         self.is_hr_pass = True
         self.sampler = sd_samplers.create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
-        # 1388-1392; non-latent upscalers (VAE decode/upscale/encode in the real host) fall back to bilinear here
+        # sample_hr_pass's latent upscale; non-latent upscalers (VAE decode/upscale/encode in the real host) fall back to bilinear here
         mode = shared.latent_upscale_modes.get(self.hr_upscaler, shared.latent_upscale_modes["Latent"])["mode"]
         samples = torch.nn.functional.interpolate(samples, size=(self.hr_upscale_to_y // opt_f, self.hr_upscale_to_x // opt_f), mode=mode)
         shared.state.nextjob()
@@ -177,11 +172,11 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def init(self, all_prompts, all_seeds, all_subseeds):
         self.extra_generation_params["Denoising strength"] = self.denoising_strength
-        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)  # 1607: reused for every batch
+        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)  # made once in init, reused for every batch
         lat = torch.as_tensor(self.standin_init_latent, dtype=torch.float32)
         lat = lat[None] if lat.dim() == 3 else lat
-        self.init_latent = lat.repeat(self.batch_size, 1, 1, 1) if lat.shape[0] == 1 else lat  # 1710-1711
-        if self.image_mask is not None:  # 1736-1746
+        self.init_latent = lat.repeat(self.batch_size, 1, 1, 1) if lat.shape[0] == 1 else lat  # one init latent serves the batch
+        if self.image_mask is not None:  # the latent mask: repaint where 1, keep where 0
             latmask = np.asarray(self.image_mask, dtype=np.float32)
             if self.mask_round:
                 latmask = np.around(latmask)
@@ -192,15 +187,16 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng.next()
-        if self.initial_noise_multiplier != 1.0:
-            self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
-            x *= self.initial_noise_multiplier
+        multiplier = self.initial_noise_multiplier
+        if multiplier != 1.0:  # the img2img noise multiplier scales the noise in place and is written to the infotext
+            x *= multiplier
+            self.extra_generation_params["Noise multiplier"] = multiplier
         if shared.standin_host == "forge":
             self.sd_model.forge_objects = self.sd_model.forge_objects_after_applying_lora.shallow_copy()
         if self.scripts is not None:
             self.scripts.process_before_every_sampling(p=self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning)
         samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning, image_conditioning=self.image_conditioning)
-        if self.mask is not None:  # 1776-1784
+        if self.mask is not None:  # the final blend with the original latent
             samples = samples * self.nmask + self.init_latent * self.mask
         return samples
 
@@ -228,14 +224,16 @@ def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iter
         "Model": shared.sd_model.sd_checkpoint_info.name, "Denoising strength": p.extra_generation_params.get("Denoising strength"),
         **p.extra_generation_params, "Version": "standin",
     }
-    for key, value in generation_params.items():  # 802-810
+    # as create_infotext: a list holds one value per image, a callable is asked with the function's local names
+    # (p, index, all_seeds, …); one that fails leaves its item out
+    asked_with = dict(locals())
+    for key in list(generation_params):
+        entry = generation_params[key]
         try:
-            if isinstance(value, list):
-                generation_params[key] = value[index]
-            elif callable(value):
-                generation_params[key] = value(**locals())
+            entry = entry[index] if isinstance(entry, list) else entry(**asked_with) if callable(entry) else entry
         except Exception:
-            generation_params[key] = None
+            entry = None
+        generation_params[key] = entry
     text = ", ".join([k if k == v else f'{k}: {quote(v)}' for k, v in generation_params.items() if v is not None])
     neg = all_negative_prompts[index]
     return f"{all_prompts[index]}{chr(10) + 'Negative prompt: ' + neg if neg else ''}\n{text}".strip()
@@ -253,6 +251,14 @@ def process_images(p):
         if p.override_settings_restore_afterwards:
             for k, v in stored.items():
                 shared.opts.data[k] = v
+
+
+def _handed_to_scripts(p, hook, holder, field, **kwargs):
+    """Call the scripts' ``hook`` with ``holder`` (one of the *Args objects) and return its ``field`` afterwards: the
+    scripts may have replaced it. Without scripts, the field as it was."""
+    if p.scripts is not None:
+        getattr(p.scripts, hook)(p, holder, **kwargs)
+    return getattr(holder, field)
 
 
 def process_images_inner(p):
@@ -276,7 +282,7 @@ def process_images_inner(p):
             p.iteration = n
             if shared.state.interrupted or shared.state.stopping_generation:
                 break
-            shared.sd_model = shared.standin_checkpoints.get(shared.standin_base_checkpoint, shared.sd_model)  # 941
+            shared.sd_model = shared.standin_checkpoints.get(shared.standin_base_checkpoint, shared.sd_model)  # back to the base model (refiner)
             sl = slice(n * p.batch_size, (n + 1) * p.batch_size)
             p.prompts, p.negative_prompts, p.seeds, p.subseeds = p.all_prompts[sl], p.all_negative_prompts[sl], p.all_seeds[sl], p.all_subseeds[sl]
             p.rng = ImageRNG((getattr(shared.sd_model, "latent_channels", opt_C), p.height // opt_f, p.width // opt_f), p.seeds)
@@ -284,31 +290,26 @@ def process_images_inner(p):
                 p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
                 p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
             p.setup_conds()
-            samples = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=p.subseeds, subseed_strength=0, prompts=p.prompts)
-            if p.scripts is not None:
-                ps = scripts.PostSampleArgs(samples)
-                p.scripts.post_sample(p, ps)
-                samples = ps.samples
-            if getattr(samples, "already_decoded", False):
-                x_samples = samples
+            latents = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds, subseeds=p.subseeds,
+                               subseed_strength=0, prompts=p.prompts)
+            latents = _handed_to_scripts(p, "post_sample", scripts.PostSampleArgs(latents), "samples")
+            if getattr(latents, "already_decoded", False):  # hires hands back decoded images
+                decoded = latents
             else:
-                p.standin_latents.append(samples)
-                x_samples = decode_latent_batch(p.sd_model, samples)
-            x_samples = torch.clamp((x_samples.float() + 1.0) / 2.0, min=0.0, max=1.0)
+                p.standin_latents.append(latents)
+                decoded = decode_latent_batch(p.sd_model, latents)
+            pictures = ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0)  # decoded -1..1 → 0..1
             shared.state.nextjob()
             if p.scripts is not None:
-                p.scripts.postprocess_batch(p, x_samples, batch_number=n)
-                batch_params = scripts.PostprocessBatchListArgs(list(x_samples))
-                p.scripts.postprocess_batch_list(p, batch_params, batch_number=n)
-                x_samples = batch_params.images
-            for i, image in enumerate(x_samples):
+                p.scripts.postprocess_batch(p, pictures, batch_number=n)
+                pictures = _handed_to_scripts(p, "postprocess_batch_list", scripts.PostprocessBatchListArgs(list(pictures)),
+                                              "images", batch_number=n)
+            for i, picture in enumerate(pictures):
                 p.batch_index = i
-                if p.scripts is not None:
-                    pp = scripts.PostprocessImageArgs(image)
-                    p.scripts.postprocess_image(p, pp)
-                    image = pp.image
-                infotexts.append(create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i, all_negative_prompts=p.negative_prompts))
-                output_images.append(image)
+                picture = _handed_to_scripts(p, "postprocess_image", scripts.PostprocessImageArgs(picture), "image")
+                infotexts.append(create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i,
+                                                 all_negative_prompts=p.negative_prompts))
+                output_images.append(picture)
     res = Processed(p, output_images, seed=p.all_seeds[0], info=infotexts[0] if infotexts else "", infotexts=infotexts)
     if p.scripts is not None:
         p.scripts.postprocess(p, res)

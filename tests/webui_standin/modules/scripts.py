@@ -1,40 +1,52 @@
-"""Imitates modules/scripts.py (A v1.10.1): Script (52-348), AlwaysVisible (14), basedir (366-374), scripts_data,
-the *Args classes (16-45), ScriptRunner hook methods (820-996: each hook gets *p.script_args[args_from:args_to],
-exceptions are reported and the run continues). `load_script_file` imitates script_loading.py:10-16 +
-scripts.py:497-524: module named after the file's basename ("latentfix.py"), NOT put in sys.modules, the
-extension root prepended to sys.path only while the file executes, basedir() valid only during import.
-Simplified: no ordering by metadata.ini, no selectable (dropdown) scripts, no gradio wiring."""
+"""Stand-in for the WebUI's modules.scripts (A1111 v1.10.1), written for the tests: Script, AlwaysVisible, basedir,
+scripts_data, the hook argument classes (MaskBlendArgs, PostSampleArgs, …) and ScriptRunner's hook methods (each
+hook gets *p.script_args[args_from:args_to]; an exception is reported and the run goes on). `load_script_file`
+imitates load_scripts with script_loading.load_module: the module is named after the file's basename
+("latentfix.py") and NOT put in sys.modules, the extension root is prepended to sys.path only while the file
+executes, basedir() is valid only during import. Simplified: no ordering by metadata.ini, no selectable (dropdown)
+scripts, no gradio wiring."""
 import importlib.util
 import inspect
 import os
 import re
 import sys
 from collections import namedtuple
+from dataclasses import dataclass, field
 
 from modules import errors
 
 AlwaysVisible = object()
 
 
+# what the hooks receive, with the WebUI's field names (eq=False: fields hold tensors and images)
+@dataclass(eq=False)
 class MaskBlendArgs:
-    def __init__(self, current_latent, nmask, init_latent, mask, blended_latent, denoiser=None, sigma=None):
-        self.current_latent, self.nmask, self.init_latent, self.mask = current_latent, nmask, init_latent, mask
-        self.blended_latent, self.denoiser, self.is_final_blend, self.sigma = blended_latent, denoiser, denoiser is None, sigma
+    current_latent: object
+    nmask: object
+    init_latent: object
+    mask: object
+    blended_latent: object
+    denoiser: object = None  # None for the final blend after sampling
+    sigma: object = None
+    is_final_blend: bool = field(init=False)
+
+    def __post_init__(self):
+        self.is_final_blend = self.denoiser is None
 
 
+@dataclass(eq=False)
 class PostSampleArgs:
-    def __init__(self, samples):
-        self.samples = samples
+    samples: object
 
 
+@dataclass(eq=False)
 class PostprocessImageArgs:
-    def __init__(self, image):
-        self.image = image
+    image: object
 
 
+@dataclass(eq=False)
 class PostprocessBatchListArgs:
-    def __init__(self, images):
-        self.images = images
+    images: list
 
 
 class Script:
@@ -106,11 +118,11 @@ class Script:
     def describe(self):
         return ""
 
-    def elem_id(self, item_id):  # scripts.py:334-342
-        need_tabname = self.show(True) == self.show(False)
-        tabname = f"{'img2img' if self.is_img2img else 'txt2img'}_" if need_tabname else ""
-        title = re.sub(r'[^a-z_0-9]', '', re.sub(r'\s', '_', self.title().lower()))
-        return f'script_{tabname}{title}_{item_id}'
+    def elem_id(self, item_id):  # as Script.elem_id: script_[<tab>_]<title as an identifier>_<item_id>
+        shown_on_both_alike = self.show(True) == self.show(False)
+        tab = ("img2img_" if self.is_img2img else "txt2img_") if shown_on_both_alike else ""
+        slug = re.sub(r"[^a-z_0-9]", "", re.sub(r"\s", "_", self.title().lower()))
+        return f"script_{tab}{slug}_{item_id}"
 
 
 current_basedir = os.getcwd()
@@ -157,7 +169,7 @@ class ScriptRunner:
     def _call(self, hook, p, *before, **kwargs):
         for script in self.alwayson_scripts:
             if getattr(type(script), hook, None) is getattr(Script, hook, None):
-                continue  # scripts.py:798: only scripts overriding the hook
+                continue  # as the runner does: only scripts that override the hook are called
             try:
                 getattr(script, hook)(p, *before, *p.script_args[script.args_from:script.args_to], **kwargs)
             except Exception:

@@ -39,12 +39,14 @@ class CFGDenoiser(torch.nn.Module):
         raise NotImplementedError()
 
     def combine_denoised(self, x_out, conds_list, uncond, cond_scale):  # A 74-82
-        denoised_uncond = x_out[-uncond.shape[0]:]
-        denoised = torch.clone(denoised_uncond)
-        for i, conds in enumerate(conds_list):
-            for cond_index, weight in conds:
-                denoised[i] += (x_out[cond_index] - denoised_uncond[i]) * (weight * cond_scale)
-        return denoised
+        # the last B rows are the images' uncond predictions; every AND sub-prompt row of image i then pushes image i
+        # away from its uncond by (its weight × the scale), accumulated in the order of the sub-prompts
+        uncond_rows = x_out[-uncond.shape[0]:]
+        combined = uncond_rows.clone()
+        for image, sub_prompts in enumerate(conds_list):
+            for row, weight in sub_prompts:
+                combined[image] += (x_out[row] - uncond_rows[image]) * (weight * cond_scale)
+        return combined
 
     def get_pred_x0(self, x_in, x_out, sigma):
         return x_out

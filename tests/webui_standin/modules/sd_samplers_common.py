@@ -1,5 +1,5 @@
-"""Imitates modules/sd_samplers_common.py: SamplerData (11-19), setup_img2img_steps (22-31), apply_refiner
-(A 158-202; F sd_samplers_common.py:166-211 uses step/total_steps only), Sampler base (229-296).
+"""Stand-in for the WebUI's modules.sd_samplers_common, written for the tests: SamplerData, setup_img2img_steps,
+apply_refiner (Forge's uses step/total_steps only), the Sampler base class.
 Simplified: no live preview, no TorchHijack (ancestral noise comes from p.rng directly), refiner = swap
 `shared.sd_model` to the toy model registered under the checkpoint name."""
 from collections import namedtuple
@@ -19,14 +19,15 @@ class SamplerData(namedtuple("SamplerData", ["name", "constructor", "aliases", "
 
 
 def setup_img2img_steps(p, steps=None):
-    if shared.opts.img2img_fix_steps or steps is not None:
-        requested = steps or p.steps
-        steps = int(requested / min(p.denoising_strength, 0.999)) if p.denoising_strength > 0 else 0
-        t_enc = requested - 1
-    else:
-        steps = p.steps
-        t_enc = int(min(p.denoising_strength, 0.999) * steps)
-    return steps, t_enc
+    """(schedule length, steps run) for img2img: with "img2img_fix_steps" (or explicit steps) the steps asked for are
+    all run, on a schedule stretched by 1 / strength; otherwise the tail strength × steps of the usual schedule."""
+    strength = min(p.denoising_strength, 0.999)
+    fixed = shared.opts.img2img_fix_steps or steps is not None
+    if not fixed:
+        return p.steps, int(strength * p.steps)
+    asked = steps or p.steps
+    schedule = int(asked / strength) if p.denoising_strength > 0 else 0
+    return schedule, asked - 1
 
 
 def store_latent(decoded):
@@ -68,12 +69,12 @@ class Sampler:
         self.eta, self.s_min_uncond, self.stop_at = None, None, None
         self.eta_option_field, self.eta_default = "eta_ancestral", 1.0
 
-    def callback_state(self, d):  # sets sampling_step AFTER the model call of step i (256-263)
+    def callback_state(self, d):  # sets sampling_step AFTER the model call of step i
         if self.stop_at is not None and d["i"] > self.stop_at:
             raise InterruptedException
         shared.state.sampling_step = d["i"]
 
-    def launch_sampling(self, steps, func):  # 265-281
+    def launch_sampling(self, steps, func):
         self.model_wrap_cfg.steps = steps
         self.model_wrap_cfg.total_steps = self.config.total_steps(steps)
         shared.state.sampling_steps = steps
@@ -83,7 +84,7 @@ class Sampler:
         except InterruptedException:
             return self.last_latent
 
-    def initialize(self, p):  # 286-296
+    def initialize(self, p):
         self.p = p
         w = self.model_wrap_cfg
         w.p, w.step = p, 0

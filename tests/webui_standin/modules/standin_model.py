@@ -1,10 +1,10 @@
 """Toy SD model + the k-diffusion / Forge schedule wrappers around it (no WebUI counterpart file).
 
-- `DiscreteSchedule` / `CompVisDenoiser` imitate K k_diffusion/external.py:41-138 (log-sigma interpolation,
-  x0 = input + eps * (-sigma), eps from `apply_model(input * c_in, t)`).
-- `ForgePredictor` / `ForgeScheduleLinker` / `UnetPatcher` / `ForgeObjects` imitate F backend/modules/k_prediction.py:
-  113-159 (timestep() = NEAREST integer index), F k_diffusion/external.py:41-73, F backend/patcher/base.py:79-145
-  (clone + sampler cfg hooks), F backend/diffusion_engine/base.py:7-20.
+- `DiscreteSchedule` / `CompVisDenoiser` imitate k-diffusion's DiscreteSchedule and CompVisDenoiser (log-sigma
+  interpolation, x0 = input + eps * (-sigma), eps from `apply_model(input * c_in, t)`).
+- `ForgePredictor` / `ForgeScheduleLinker` / `UnetPatcher` / `ForgeObjects` imitate Forge's Prediction
+  (timestep() = NEAREST integer index), its DiscreteSchedule linker, UnetPatcher (clone + the set_model_sampler_*
+  hooks) and ForgeObjects.
 - `ToySDModel` replaces the UNet/text encoders: eps-prediction, strictly per row (no batch cross-talk), cheap.
   Its x0 is the Gaussian-posterior mean for data ~ N(m(cond), 0.5^2) with m = 0.6*tanh(cond pattern) +
   per-channel bias, so outputs carry a deliberate channel cast and CFG amplifies cond/uncond differences."""
@@ -20,40 +20,46 @@ def sdxl_alphas_cumprod():  # LegacyDDPMDiscretization: linear_start 0.00085, li
     return torch.cumprod(1.0 - betas, dim=0).float()
 
 
+def nearest_index(log_table, sigma):
+    """The index of the tabulated log-sigma closest to each ``sigma`` (ties: the lower index), shaped like ``sigma``."""
+    gap = (log_table[:, None] - sigma.log()).abs()
+    return gap.argmin(dim=0).view(sigma.shape)
+
+
+def interpolate_log_sigma(log_table, t):
+    """Sigma at a fractional timestep: linear interpolation of the log-sigma table between its two neighbours."""
+    below, above, part = t.floor().long(), t.ceil().long(), t.frac()
+    return ((1 - part) * log_table[below] + part * log_table[above]).exp()
+
+
 class DiscreteSchedule(torch.nn.Module):
+    """A table of 1000 sigmas (one per training timestep, ascending) and the maps between sigma and timestep."""
+
     def __init__(self, sigmas, quantize):
         super().__init__()
         self.register_buffer("sigmas", sigmas)
         self.register_buffer("log_sigmas", sigmas.log())
         self.quantize = quantize
 
-    @property
-    def sigma_min(self):
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self):
-        return self.sigmas[-1]
+    sigma_min = property(lambda self: self.sigmas[0])
+    sigma_max = property(lambda self: self.sigmas[-1])
 
     def get_sigmas(self, n=None):  # "uniform" in t: t = linspace(999, 0, n), then a final 0
         t = torch.linspace(len(self.sigmas) - 1, 0, n)
         return torch.cat([self.t_to_sigma(t), torch.zeros(1)])
 
     def sigma_to_t(self, sigma, quantize=None):
-        quantize = self.quantize if quantize is None else quantize
-        log_sigma = sigma.log()
-        dists = log_sigma - self.log_sigmas[:, None]
-        if quantize:
-            return dists.abs().argmin(dim=0).view(sigma.shape)
-        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=len(self.log_sigmas) - 2)
-        lo, hi = self.log_sigmas[low], self.log_sigmas[low + 1]
-        w = ((lo - log_sigma) / (lo - hi)).clamp(0, 1)
-        return ((1 - w) * low + w * (low + 1)).view(sigma.shape)
+        if self.quantize if quantize is None else quantize:
+            return nearest_index(self.log_sigmas, sigma)
+        wanted = sigma.log().reshape(-1)
+        # the last table entry at or below each sigma (0 when none is), kept one short of the end
+        below = (torch.searchsorted(self.log_sigmas, wanted, right=True) - 1).clamp(0, len(self.log_sigmas) - 2)
+        start, stop = self.log_sigmas[below], self.log_sigmas[below + 1]
+        part = ((start - wanted) / (start - stop)).clamp(0, 1)
+        return ((1 - part) * below + part * (below + 1)).view(sigma.shape)
 
     def t_to_sigma(self, t):
-        t = t.float()
-        lo, hi, w = t.floor().long(), t.ceil().long(), t.frac()
-        return ((1 - w) * self.log_sigmas[lo] + w * self.log_sigmas[hi]).exp()
+        return interpolate_log_sigma(self.log_sigmas, t.float())
 
 
 class CompVisDenoiser(DiscreteSchedule):
@@ -75,19 +81,17 @@ class ForgePredictor(torch.nn.Module):
         self.register_buffer("sigmas", sigmas)
         self.register_buffer("log_sigmas", sigmas.log())
 
-    def sigma_min(self):
+    def sigma_min(self):  # methods here, not properties (as in Forge)
         return self.sigmas[0]
 
     def sigma_max(self):
         return self.sigmas[-1]
 
-    def timestep(self, sigma):  # nearest integer index (k_prediction.py:148-151)
-        return (sigma.log() - self.log_sigmas[:, None]).abs().argmin(dim=0).view(sigma.shape)
+    def timestep(self, sigma):  # the nearest integer index, as Forge's Prediction.timestep
+        return nearest_index(self.log_sigmas, sigma)
 
     def sigma(self, timestep):
-        t = torch.clamp(timestep.float(), 0, len(self.sigmas) - 1)
-        lo, hi, w = t.floor().long(), t.ceil().long(), t.frac()
-        return ((1 - w) * self.log_sigmas[lo] + w * self.log_sigmas[hi]).exp()
+        return interpolate_log_sigma(self.log_sigmas, timestep.float().clamp(0, len(self.sigmas) - 1))
 
     def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
         return noise * (torch.sqrt(1.0 + sigma ** 2) if max_denoise else sigma) + latent_image
@@ -156,7 +160,7 @@ class ForgeObjects:
 
 
 class ToySDModel:
-    """Carries the attributes the glue reads on `shared.sd_model` (A sd_models.py:379-407, sd_models_types.py)."""
+    """Carries the attributes the glue reads on `shared.sd_model` (as A1111's load_model and WebuiSdModel set them)."""
     def __init__(self, kind="sdxl", flavour="a1111", name="base", bias=(0.30, -0.15, 0.12, -0.25), ctx_dim=64):
         self.is_sdxl, self.is_sd1, self.is_sd2, self.is_sd3 = kind == "sdxl", kind == "sd1", False, False
         self.is_ssd = self.is_sdxl_inpaint = False
@@ -204,7 +208,6 @@ class ToySDModel:
         pattern = torch.sin(2 * math.pi * (self.freqs[:, 0, None, None] * yy + self.freqs[:, 1, None, None] * xx) + self.phase[:, None, None])
         m = 0.6 * torch.tanh((1 + 0.15 * f[:, :4, None, None]) * pattern + 0.15 * f[:, 4:8, None, None]) + self.channel_bias
         t = torch.as_tensor(t, dtype=torch.float32).reshape(-1).expand(n).clamp(0, 999)
-        lo, hi, wt = t.floor().long(), t.ceil().long(), t.frac()
-        sig = ((1 - wt) * self.sigmas[lo].log() + wt * self.sigmas[hi].log()).exp()
+        sig = interpolate_log_sigma(self.sigmas.log(), t)
         a = (1 / (1 + sig ** 2))[:, None, None, None]
         return (1 - a).sqrt() * (x - a.sqrt() * m) / (a * 0.25 + 1 - a)

@@ -1,6 +1,10 @@
-"""Imitates modules/ui_components.py:88-144 InputAccordion. With gradio importable it is built the real way
-(hidden gr.Checkbox `<id>-checkbox` + gr.Accordion `<id>`); otherwise a pure-python object with .value,
-.elem_id, .accordion_id, .extra() and context-manager support (no JS wiring in either case)."""
+"""Stand-in for the WebUI's InputAccordion (modules.ui_components), written for the tests.
+
+With gradio importable it is built as the WebUIs build it: a hidden gr.Checkbox `<id>-checkbox` holding the value and
+a visible gr.Accordion `<id>` (class `input-accordion`, open when the value is true) that children enter. A1111's is
+the class InputAccordion; Forge's is the class InputAccordionImpl behind a function InputAccordion. Without gradio, a
+pure-python object with .value, .elem_id, .accordion_id, .extra() and context-manager support. Neither does the
+page-script wiring (the checkbox following the accordion's open state)."""
 import contextlib
 from types import SimpleNamespace
 
@@ -20,92 +24,100 @@ class _Component(SimpleNamespace):
         return False
 
 
+def _claim_accordion_id(owner, kwargs):
+    """The accordion's elem_id: the caller's ``elem_id``, else the next ``input-accordion-<n>`` counted on ``owner``."""
+    chosen = kwargs.get("elem_id")
+    if chosen is None:
+        chosen = f"input-accordion-{owner.global_index}"
+        owner.global_index += 1
+    return chosen
+
+
 @contextlib.contextmanager
 def _no_pyi_files():
-    """gradio 4 writes a .pyi next to the source of every Component subclass (gradio/component_meta.py); Forge
-    turns that off for its own classes (F modules/gradio_extensions.py). Do the same, so tests never write here."""
+    """gradio 4 writes a .pyi next to the source of every Component subclass it creates; Forge switches that off for
+    its own classes. Do the same while the classes below are made, so tests never write into the repository."""
     meta = getattr(gr, "component_meta", None) if gr is not None else None
-    original = getattr(meta, "create_or_modify_pyi", None)
-    if original is not None:
+    writer = getattr(meta, "create_or_modify_pyi", None)
+    if writer is not None:
         meta.create_or_modify_pyi = lambda *args, **kwargs: None
     try:
         yield
     finally:
-        if original is not None:
-            meta.create_or_modify_pyi = original
+        if writer is not None:
+            meta.create_or_modify_pyi = writer
 
 
 if gr is not None:
+
+    class _AccordionParts:
+        """What both WebUIs' InputAccordion add to their hidden checkbox (placed first among the bases)."""
+
+        def _split(self, value, kwargs, owner):
+            """Claim the id; the keyword arguments of the hidden checkbox and of the accordion (made in that order)."""
+            self.accordion_id = _claim_accordion_id(owner, kwargs)
+            checkbox_kwargs = dict(kwargs)
+            checkbox_kwargs.update(elem_id=self.accordion_id + "-checkbox", visible=False)
+            accordion_kwargs = dict(kwargs)
+            accordion_kwargs.update(elem_id=self.accordion_id, label=kwargs.get("label", "Accordion"),
+                                    elem_classes=["input-accordion"], open=value)
+            return checkbox_kwargs, accordion_kwargs
+
+        def get_block_name(self):  # rendered by the frontend as the checkbox it is
+            return "checkbox"
+
+        def extra(self):
+            """A column shown in the accordion's header line."""
+            return gr.Column(elem_classes="input-accordion-extra", elem_id=f"{self.accordion_id}-extra", min_width=0)
+
+        def __enter__(self):  # `with accordion:` places the children inside the visible accordion
+            self.accordion.__enter__()
+            return self
+
+        def __exit__(self, *exc_info):
+            self.accordion.__exit__(*exc_info)
+
     with _no_pyi_files():  # gradio 4 would write ui_components.pyi into the repository
-        class InputAccordion(gr.Checkbox):
+
+        class InputAccordion(_AccordionParts, gr.Checkbox):
+            """A1111's InputAccordion."""
+
             global_index = 0
 
             def __init__(self, value, **kwargs):
-                self.accordion_id = kwargs.get("elem_id")
-                if self.accordion_id is None:
-                    self.accordion_id = f"input-accordion-{InputAccordion.global_index}"
-                    InputAccordion.global_index += 1
-                super().__init__(value, **{**kwargs, "elem_id": f"{self.accordion_id}-checkbox", "visible": False})
-                self.accordion = gr.Accordion(**{**kwargs, "elem_id": self.accordion_id, "label": kwargs.get("label", "Accordion"),
-                                                 "elem_classes": ["input-accordion"], "open": value})
+                checkbox_kwargs, accordion_kwargs = self._split(value, kwargs, InputAccordion)
+                super().__init__(value, **checkbox_kwargs)
+                self.accordion = gr.Accordion(**accordion_kwargs)
 
-            def extra(self):
-                return gr.Column(elem_id=self.accordion_id + "-extra", elem_classes="input-accordion-extra", min_width=0)
+        class InputAccordionImpl(_AccordionParts, gr.Checkbox):
+            """Forge's InputAccordion class: built for real only with setup=True (what Forge's InputAccordion function
+            passes); without it, a plain checkbox (gradio 4 re-creates components that way). isinstance checks
+            against Forge's InputAccordion fail, since that one is a function."""
 
-            def __enter__(self):
-                self.accordion.__enter__()
-                return self
-
-            def __exit__(self, exc_type, exc_val, exc_tb):
-                self.accordion.__exit__(exc_type, exc_val, exc_tb)
-
-            def get_block_name(self):
-                return "checkbox"
-
-        class InputAccordionImpl(gr.Checkbox):
-            """Forge's InputAccordion (F modules/ui_components.py:102-170): the class is InputAccordionImpl and
-            InputAccordion is a function that builds one with setup=True (so isinstance on it fails there)."""
             webui_do_not_create_gradio_pyi_thank_you = True
             global_index = 0
 
             def __init__(self, value=None, setup=False, **kwargs):
-                if not setup:
+                if setup:
+                    checkbox_kwargs, accordion_kwargs = self._split(value, kwargs, InputAccordionImpl)
+                    super().__init__(value=value, **checkbox_kwargs)
+                    self.accordion = gr.Accordion(**accordion_kwargs)
+                else:
                     super().__init__(value=value, **kwargs)
-                    return
-                self.accordion_id = kwargs.get("elem_id")
-                if self.accordion_id is None:
-                    self.accordion_id = f"input-accordion-{InputAccordionImpl.global_index}"
-                    InputAccordionImpl.global_index += 1
-                super().__init__(value=value, **{**kwargs, "elem_id": f"{self.accordion_id}-checkbox", "visible": False})
-                self.accordion = gr.Accordion(**{**kwargs, "elem_id": self.accordion_id, "label": kwargs.get("label", "Accordion"),
-                                                 "elem_classes": ["input-accordion"], "open": value})
-
-            def extra(self):
-                return gr.Column(elem_id=self.accordion_id + "-extra", elem_classes="input-accordion-extra", min_width=0)
-
-            def __enter__(self):
-                self.accordion.__enter__()
-                return self
-
-            def __exit__(self, exc_type, exc_val, exc_tb):
-                self.accordion.__exit__(exc_type, exc_val, exc_tb)
-
-            def get_block_name(self):
-                return "checkbox"
 
     def forge_input_accordion(value=None, **kwargs):
-        """Forge's modules.ui_components.InputAccordion (F modules/ui_components.py:169-170)."""
+        """Imitates Forge's modules.ui_components.InputAccordion: a function building an InputAccordionImpl."""
         return InputAccordionImpl(value=value, setup=True, **kwargs)
 else:
+
     class InputAccordion(_Component):
         global_index = 0
 
         def __init__(self, value, **kwargs):
-            accordion_id = kwargs.get("elem_id")
-            if accordion_id is None:
-                accordion_id = f"input-accordion-{InputAccordion.global_index}"
-                InputAccordion.global_index += 1
-            super().__init__(**{**kwargs, "value": value, "accordion_id": accordion_id, "elem_id": f"{accordion_id}-checkbox", "visible": False})
+            accordion_id = _claim_accordion_id(InputAccordion, kwargs)
+            fields = dict(kwargs, value=value, accordion_id=accordion_id, visible=False)
+            fields["elem_id"] = accordion_id + "-checkbox"
+            super().__init__(**fields)
             self.accordion = _Component(elem_id=accordion_id, label=kwargs.get("label", "Accordion"), open=value)
 
         def extra(self):

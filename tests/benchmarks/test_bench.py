@@ -1,12 +1,12 @@
-"""Smoke test of the benchmark (nothing is timed or asserted about speed); its baseline is lib_latentfix.post."""
+"""Smoke test of the benchmark (nothing is timed or asserted about speed); its baseline is the tests' post reference."""
 
 import json
 
 import pytest
 import torch
 
-from lib_latentfix import bench
-from lib_latentfix import post
+from benchmarks import bench
+from support import post_reference as post
 
 POST_FUNCTIONS = ["soft_clamp_tensor", "center_tensor", "maximize_tensor"]
 

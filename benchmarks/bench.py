@@ -2,16 +2,17 @@
 
 Run from the repository root::
 
-    python -m lib_latentfix.bench                      # B = 1, 4, 8 at [B, 4, 128, 128] float32, CPU (+ CUDA)
-    python -m lib_latentfix.bench --quick              # tiny sizes, few repeats: a smoke test
-    python -m lib_latentfix.bench --device cpu --json bench.json
+    python -m benchmarks.bench                      # B = 1, 4, 8 at [B, 4, 128, 128] float32, CPU (+ CUDA)
+    python -m benchmarks.bench --quick              # tiny sizes, few repeats: a smoke test
+    python -m benchmarks.bench --device cpu --json bench.json
 
 Every operation is measured in the same run, round-robin (one sample of each candidate in turn, many
 rounds), so that machine noise hits all of them alike; the table shows the median time per call. ``clone``
 (one ``x.clone()``) is the memory floor: any filter that returns a new tensor must at least read and write
 the latent once. The post's functions are timed looped over the images of the batch (its center and
 maximize only touch image 0, so per image means calling them on ``x[i:i+1]``), on clones, since they write
-into their input.
+into their input. The post's code is not shipped: its behaviour is the tests' reference,
+``tests/support/post_reference.py``, which this bench imports (it lives outside the library for that reason).
 
 This is a report, not a test: it exits 0 whether or not the targets are met.
 """
@@ -22,6 +23,7 @@ import argparse
 import ctypes
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -31,9 +33,14 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .filters import center, maximize, soft_clamp
-from .post import center_tensor, maximize_tensor, soft_clamp_tensor  # the baseline: the post's code
-from .schedule import BLOG, Schedule, apply
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _path in (_REPO, os.path.join(_REPO, "tests")):  # lib_latentfix, and the tests' reference (support/)
+    if _path not in sys.path:
+        sys.path.append(_path)
+
+from lib_latentfix.filters import center, maximize, soft_clamp  # noqa: E402
+from lib_latentfix.schedule import BLOG, Schedule, apply  # noqa: E402
+from support.post_reference import center_tensor, maximize_tensor, soft_clamp_tensor  # noqa: E402  the baseline
 
 Tensor = torch.Tensor
 
@@ -92,8 +99,8 @@ def glue_call(t: float) -> Callable[[Tensor], Tensor]:
     on the host (the timesteps were announced before the sampler run) and corrects the guided prediction."""
     from dataclasses import replace as _replace
 
-    from .runtime import HostTimesteps, Job, ModelCall
-    from .settings import AFTER_CFG, DEFAULTS
+    from lib_latentfix.runtime import HostTimesteps, Job, ModelCall
+    from lib_latentfix.settings import AFTER_CFG, DEFAULTS
 
     job = Job(_replace(DEFAULTS, enabled=True), version="bench", report=lambda _: None)
     job.begin_pass("run", HostTimesteps((t,)))
@@ -292,7 +299,7 @@ def glue_targets(data: dict, batch: int) -> list[tuple[str, float, float, bool, 
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lib_latentfix.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8], help="batch sizes (default 1 4 8)")
     p.add_argument("--size", type=int, default=128, help="latent height and width (default 128)")
     p.add_argument("--no-steady-heap", dest="steady_heap", action="store_false",
@@ -351,7 +358,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     batches = list(dict.fromkeys(args.batches))
     args.batches = batches
     heap = steady_heap() if args.steady_heap else "default allocator settings (--no-steady-heap)"
-    print(f"lib_latentfix.bench — torch {torch.__version__}, Python {platform.python_version()}, "
+    print(f"benchmarks.bench — torch {torch.__version__}, Python {platform.python_version()}, "
           f"{platform.machine()}, torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})")
     print(f"memory: {heap}")
     print(f"input: [B, 4, {args.size}, {args.size}] float32, B = {', '.join(map(str, batches))}; "
