@@ -1,10 +1,13 @@
-"""Run by the WebUI at start-up (launch_utils.py:228-241): checks the host, installs and downloads nothing.
+"""Run by the WebUI at start-up (launch_utils.py:228-241) and by ComfyUI-Manager when it installs the node pack:
+checks the host, installs and downloads nothing.
 
-The extension needs only what the WebUI already ships (torch, gradio, numpy, pillow), so this file only
-reports whether torch and gradio are present in supported versions, in one console line.
+The extension needs only what the host already ships (the WebUI: torch, gradio, numpy, pillow; ComfyUI: torch,
+numpy, pillow), so this file only reports, in one console line, whether torch and gradio are present in supported
+versions under a WebUI; under ComfyUI it says nothing unless torch is missing or outside the supported range.
 """
 
 import importlib.metadata
+import importlib.util
 import os
 import sys
 
@@ -20,4 +23,6 @@ def installed_version(name):
         return None
 
 
-print(hostcheck.check_host(installed_version)[1])
+line = hostcheck.install_line(installed_version, importlib.util.find_spec)
+if line:
+    print(line)

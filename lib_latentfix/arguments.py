@@ -111,11 +111,6 @@ def ui_value(field_name: str, value: Any) -> Any:
     return value
 
 
-def to_positional(settings: Settings) -> list[Any]:
-    """The positional args (``ui()`` order) for ``settings``, as the UI controls hold them."""
-    return [ui_value(field.name, getattr(settings, field.name)) for field in FIELDS]
-
-
 def with_overrides(settings: Settings, overrides: Optional[Mapping[str, Any]]) -> Settings:
     """``settings`` with per-generation overrides (X/Y/Z axes) applied; a preset override comes first."""
     if not overrides:

@@ -6,19 +6,76 @@ import subprocess
 import sys
 import importlib.util
 
-from lib_latentfix.hostcheck import check_host, parse_version
+from lib_latentfix.hostcheck import check_host, install_line, parse_version
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_install_prints_one_line_and_downloads_nothing(tmp_path):
-    # launch_utils.py:228-241: `python install.py` as a subprocess, cwd unchanged (here: somewhere else)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "install.py")], cwd=tmp_path, env=env,
+def as_webui_root(path):
+    """``path`` as the WebUI's root on PYTHONPATH: launch.py and the modules package, found but never imported."""
+    path.mkdir(exist_ok=True)
+    (path / "launch.py").write_text("raise SystemExit('install.py must not import launch')\n")
+    (path / "modules").mkdir()
+    (path / "modules" / "__init__.py").write_text("raise SystemExit('install.py must not import modules')\n")
+    return path
+
+
+def installed(path, name, version):
+    """A stand-in distribution on ``path`` (found by importlib.metadata before the real one in site-packages)."""
+    info = path / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return path
+
+
+def run_install(cwd, pythonpath):
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "install.py")], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_install_prints_one_line_and_downloads_nothing(tmp_path):
+    # launch_utils.py:228-241: `python install.py` as a subprocess, PYTHONPATH the WebUI root, cwd unchanged
+    done = run_install(tmp_path, as_webui_root(tmp_path))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("[LatentFix] host check")
+
+
+def test_install_under_comfyui_manager_says_nothing_about_gradio(tmp_path):
+    """ComfyUI-Manager runs `python install.py` in the node's folder with ComfyUI's python (no gradio, no WebUI):
+    nothing to say while torch is fine, even where a gradio the WebUI could not use is installed."""
+    site = installed(tmp_path / "site", "gradio", "2.0.0")
+    (site / "comfy").mkdir()
+    (site / "comfy" / "__init__.py").write_text("")
+    done = run_install(ROOT, site)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    # the same environment as a WebUI's: the gradio is named
+    done = run_install(tmp_path, os.pathsep.join([str(as_webui_root(tmp_path / "webui")), str(site)]))
+    assert done.returncode == 0, done.stderr
+    assert "gradio 2.0.0 is outside the supported range" in done.stdout
+
+
+def test_install_under_comfyui_warns_about_torch_only(tmp_path):
+    site = installed(installed(tmp_path, "torch", "1.12.0"), "gradio", "2.0.0")
+    done = run_install(ROOT, site)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1 and "torch 1.12.0 is outside the supported range" in lines[0]
+    assert "gradio" not in lines[0]
+
+
+def test_install_line_per_host():
+    webui = {"launch": object(), "modules": object()}.get
+    comfyui = {"comfy": object()}.get
+    no_gradio = {"torch": "2.5.1"}.get
+    assert "gradio is not installed" in install_line(no_gradio, webui)
+    assert install_line(no_gradio, comfyui) is None
+    assert install_line({}.get, comfyui) == ("[LatentFix] host check: torch is not installed — the extension may "
+                                             "not work.")
+    # a `launch` module alone (some other package) is not a WebUI
+    assert install_line(no_gradio, {"launch": object()}.get) is None
 
 
 def test_host_check_messages():
@@ -51,9 +108,7 @@ def test_install_runs_even_where_torch_cannot_be_imported(tmp_path):
     broken = tmp_path / "torch"
     broken.mkdir()
     (broken / "__init__.py").write_text("raise ImportError('torch is broken here')\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "install.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = run_install(tmp_path, as_webui_root(tmp_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("[LatentFix] host check")
 
@@ -61,9 +116,7 @@ def test_install_runs_even_where_torch_cannot_be_imported(tmp_path):
 def test_install_runs_before_torch_is_installed(tmp_path):
     """The WebUI runs install.py before it has installed torch on a first start: the lazy package imports none."""
     (tmp_path / "torch.py").write_text("raise ImportError('torch is not installed yet')\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "install.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = run_install(tmp_path, as_webui_root(tmp_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("[LatentFix] host check")
 

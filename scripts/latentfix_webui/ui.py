@@ -89,10 +89,6 @@ def _lay_out(section: str, make: Callable[[lf_settings.Field], None]) -> None:
                         make(field)
 
 
-def _settings_of(values: dict[str, Any]) -> lf_settings.Settings:
-    return lf_arguments.from_named(values)
-
-
 def _preset_values(name: str, strength: Any) -> list[Any]:
     """Choosing a preset: every filter control takes the preset's value; the summary says what it does."""
     if name not in lf_settings.PRESETS:

@@ -9,11 +9,11 @@ from lib_latentfix.arguments import (
     from_named,
     from_positional,
     from_script_args,
-    to_positional,
     with_overrides,
     xyz_axes,
 )
 from lib_latentfix.settings import CUSTOM, DEFAULTS, FIELDS, SettingsError, apply_preset
+from support.positional import to_positional
 
 
 def test_positional_round_trip_in_ui_order():

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_latentfix.arguments import defaults_from_options, from_named, from_positional, to_positional
+from lib_latentfix.arguments import defaults_from_options, from_named, from_positional
+from support.positional import to_positional
 from lib_latentfix.infotext import decode, encode
 from lib_latentfix.settings import DEFAULTS, FIELDS, PRESET_NAMES, SettingsError, check
 

@@ -94,7 +94,7 @@ def _job_over(timesteps, *, settings=None, key="run"):
     from lib_latentfix.runtime import HostTimesteps, Job
 
     lines = []
-    job = Job(settings or replace(DEFAULTS, enabled=True), version="test", report=lines.append)
+    job = Job(settings or replace(DEFAULTS, enabled=True, correction_point="after"), version="test", report=lines.append)
     job.begin_pass(key, HostTimesteps(tuple(timesteps)), name="first pass")
     x = torch.zeros(1, 4, 8, 8)
     for i in range(len(timesteps)):
@@ -144,7 +144,7 @@ def test_the_few_step_preset_is_a_departure_only_in_its_late_window():
     assert {k for k in few if few[k] != post[k]} == {"center_late_t_min", "center_late_t_max", "maximize_t_min",
                                                      "maximize_t_max"}
     for timesteps in ([999, 749.25, 499.5, 249.75], [999, 666, 333, 0], [999, 832.5, 666, 499.5, 333, 166.5]):
-        job, lines = _job_over(timesteps, settings=replace(DEFAULTS, enabled=True, **few))
+        job, lines = _job_over(timesteps, settings=replace(DEFAULTS, enabled=True, correction_point="after", **few))
         assert job.unreached() == () and lines == [], timesteps
 
 

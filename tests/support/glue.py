@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from webui_standin import harness
 
-from lib_latentfix.arguments import to_positional
 from lib_latentfix.settings import DEFAULTS
+from support.positional import to_positional
 
 ON = replace(DEFAULTS, enabled=True)
 

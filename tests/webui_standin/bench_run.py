@@ -27,9 +27,9 @@ import torch  # noqa: E402
 from webui_standin import harness  # noqa: E402
 
 from lib_latentfix import bench  # noqa: E402
-from lib_latentfix.arguments import to_positional  # noqa: E402
 from lib_latentfix.settings import DEFAULTS, PARTS  # noqa: E402
 from lib_latentfix.sigmas import sigma_to_t  # noqa: E402
+from support.positional import to_positional  # noqa: E402
 
 
 def main(argv=None) -> int:

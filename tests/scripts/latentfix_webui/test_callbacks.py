@@ -261,7 +261,7 @@ def test_an_error_turns_the_extension_off_for_the_generation_and_the_image_is_ma
     monkeypatch.setattr(runtime, "correct", broken)
     absent, _ = run_without_extension(steps=6, seed=2)
     a1111.load_extension()
-    latents, processed = a1111.txt2img(args(), steps=6, seed=2)
+    latents, processed = a1111.txt2img(args(correction_point="after"), steps=6, seed=2)
     assert torch.equal(latents, absent)
     assert calls["n"] == 1
     out = capsys.readouterr().out

@@ -11,7 +11,7 @@ import torch
 from webui_standin import harness
 
 import latentfix_webui.handoff as handoff
-from lib_latentfix.arguments import to_positional
+from support.positional import to_positional
 from lib_latentfix.settings import DEFAULTS
 
 ON = replace(DEFAULTS, enabled=True)

@@ -6,7 +6,7 @@ import torch
 
 from webui_standin import harness
 
-from lib_latentfix.arguments import to_positional
+from support.positional import to_positional
 from lib_latentfix.settings import DEFAULTS
 
 ON = replace(DEFAULTS, enabled=True)

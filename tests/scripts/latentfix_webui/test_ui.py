@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 
-from lib_latentfix.arguments import to_positional
+from support.positional import to_positional
 from support.glue import our_callbacks, ON
 
 

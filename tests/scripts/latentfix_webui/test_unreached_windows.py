@@ -13,7 +13,7 @@ from webui_standin import harness
 
 import latentfix_webui.host as glue_host
 from lib_latentfix import infotext as lf_infotext
-from lib_latentfix.arguments import to_positional
+from support.positional import to_positional
 from lib_latentfix.settings import DEFAULTS, FEW_STEPS, apply_preset
 from lib_latentfix.sigmas import sigma_to_t
 from modules import infotext_utils

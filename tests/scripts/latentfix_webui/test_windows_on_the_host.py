@@ -13,7 +13,8 @@ from webui_standin import harness
 
 import latentfix_webui.host as glue_host
 from lib_latentfix import infotext as lf_infotext
-from lib_latentfix.arguments import from_script_args, to_positional
+from lib_latentfix.arguments import from_script_args
+from support.positional import to_positional
 from modules import infotext_utils
 from lib_latentfix.settings import DEFAULTS, apply_preset
 from lib_latentfix.sigmas import sigma_to_t
@@ -21,7 +22,7 @@ from dataclasses import replace
 from support.glue import wrap_our_callbacks
 from support.sync_guard import NoHostSync
 
-ON = replace(DEFAULTS, enabled=True)
+ON = replace(DEFAULTS, enabled=True, correction_point="after")  # windows of the guided x0 (the latent point: test_latent_point)
 
 
 def args(**changes):
@@ -49,15 +50,13 @@ CASES = {
     "refiner": dict(sampler="DPM++ 2M", steps=10, refiner_checkpoint="refiner", refiner_switch_at=0.5),
     "few steps": dict(sampler="Euler a", steps=4),
     "gentle, batch 2": dict(sampler="Euler", steps=12, batch_size=2, script_args=args(**{
-        k: v for k, v in apply_preset(DEFAULTS, "Gentle").__dict__.items() if k != "enabled"})),
+        k: v for k, v in apply_preset(DEFAULTS, "Gentle").__dict__.items() if k not in ("enabled", "correction_point")})),
 }
 
 
 @pytest.mark.parametrize("flavour", ["a1111", "forge"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_txt2img_host_windows_equal_device_windows(flavour, case, monkeypatch):
-    if flavour == "forge" and case == "DDIM (eps)":
-        pytest.skip("Forge's DDIM runs in k-diffusion space: covered by the device path only")
     host_run = _run(flavour, "txt2img", False, monkeypatch, seed=21, **dict(CASES[case]))
     device_run = _run(flavour, "txt2img", True, monkeypatch, seed=21, **dict(CASES[case]))
     assert torch.equal(host_run.latents, device_run.latents)
@@ -173,7 +172,7 @@ def test_unknown_sampler_timesteps_fall_back_with_one_console_line(monkeypatch, 
     monkeypatch.setattr(glue_host, "FIRST_ORDER", set())
     host.txt2img(args(), steps=6, seed=3, sampler="Euler", n_iter=2)
     out = capsys.readouterr().out
-    assert out.count("timesteps not known before sampling (sampler 'Euler')") == 1
+    assert out.count("timesteps not known before sampling (sampler 'sample_euler')") == 1
 
 
 def test_no_repeated_work_per_model_call(monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 
 from lib_latentfix.infotext import VERSION_KEY
 from lib_latentfix.settings import DEFAULTS
-from lib_latentfix.arguments import to_positional
+from support.positional import to_positional
 from support.glue import args
 
 
