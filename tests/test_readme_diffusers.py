@@ -1,6 +1,6 @@
 """The README's diffusers example, run as a new user would, with a tiny random-weight SDXL pipeline (offline).
 
-The example is taken from README.md ("Use from Python") and executed with the tiny pipeline in place of
+The example is taken from README.md ("Use" → "In Python (diffusers)") and executed with the tiny pipeline in place of
 ``from_pretrained``. Its callback must equal the source post's callback image by image (float64), and — unlike the
 post's own code — give each image of a batch the result it gets alone.
 """
@@ -26,7 +26,7 @@ STEPS = 20  # "leading" spacing: 951, 901, ... 51, 1 — reaches the post's t > 
 def readme_example() -> str:
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
         text = f.read()
-    section = text.split("## Use from Python", 1)[1].split("\n## ", 1)[0]
+    section = re.split(r"\n##+ ", text.split("\n### In Python (diffusers)\n", 1)[1], maxsplit=1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     (example,) = [b for b in blocks if "from_pretrained" in b]
     runnable, count = re.subn(r"pipe = StableDiffusionXLPipeline\.from_pretrained\(.*?\)\.to\([^)]*\)",

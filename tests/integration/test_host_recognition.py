@@ -1,6 +1,6 @@
 """The suite's own host recognition (runs without a WebUI): Forge's infotext bug is skipped, nothing else is.
 
-The answers below are what the real hosts send: Forge dfdcbab6 (built from /work/shared/realhost/forge) reports
+The answers below are what the real hosts send: Forge dfdcbab6 (a git clone, set up outside this repository) reports
 ``"Version": "f2.0.1v1.10.1-1.10.1"`` in GET /internal/sysinfo (``git describe`` form when it is a git clone) and
 answers a txt2img request carrying ``infotext`` with HTTP 500
 ``{"error": "TypeError", "detail": "", "body": "", "message": "isinstance() argument 2 cannot be a parameterized generic"}``.

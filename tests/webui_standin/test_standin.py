@@ -1,4 +1,4 @@
-"""The stand-in behaves like the host (facts from /work/shared/reference/webui-host-contract.md §3-5, §11)."""
+"""The stand-in behaves like the host (facts from A1111 v1.10.1's and Forge's source)."""
 import sys
 import textwrap
 

@@ -2,9 +2,9 @@
 folded sections whose headers gradio 4.40 updates, a pasted 'before guidance' arriving as 'after guidance'.
 
 The repository's tests run under gradio 3.41 (A1111's pin); gradio 4.40 cannot share that environment. This test
-runs ``forge_gradio4_probe.py`` under another Python that has gradio 4.40 and torch: ``$LATENTFIX_GRADIO4_PYTHON``,
-else Forge's own venv at /work/hosts/forge/venv (built by the recipe in /work/shared/realhost). Where neither
-exists (CI), it is skipped, saying so.
+runs ``forge_gradio4_probe.py`` under another Python that has gradio 4.40 and torch: ``$LATENTFIX_GRADIO4_PYTHON``
+(e.g. the python of a Forge install's venv), else the default path below. Where neither exists (CI), it is
+skipped, saying so.
 """
 
 import dataclasses
