@@ -50,6 +50,9 @@ def sampling_function(model, x, timestep, uncond, cond, cond_scale, model_option
 
 
 class KSamplerX0Inpaint:  # samplers.py:390-403
+    # test option: a ComfyUI (or a wrapper) that hands the model call a copy of the sigma the mask function saw
+    copy_sigma = False
+
     def __init__(self, model, sigmas):
         self.inner_model = model
         self.sigmas = sigmas
@@ -62,6 +65,8 @@ class KSamplerX0Inpaint:  # samplers.py:390-403
             latent_mask = 1.0 - denoise_mask
             x = x * denoise_mask + self.inner_model.inner_model.scale_latent_inpaint(
                 x=x, sigma=sigma, noise=self.noise, latent_image=self.latent_image) * latent_mask
+            if self.copy_sigma:
+                sigma = sigma.clone()
         out = self.inner_model(x, sigma, model_options=model_options, seed=seed)
         if denoise_mask is not None:
             out = out * denoise_mask + self.latent_image * latent_mask

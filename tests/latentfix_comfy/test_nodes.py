@@ -13,7 +13,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from comfyui_standin import model_base, samplers
 from latentfix_comfy import nodes
-from latentfix_comfy.patch import LatentFixPatch
+from latentfix_comfy.patch import LatentFixPatch, _Run
 from lib_latentfix import preview, settings as lf_settings
 from lib_latentfix.arguments import from_named
 from lib_latentfix.schedule import apply
@@ -158,6 +158,29 @@ def test_noise_mask_statistics_come_from_the_repainted_area():
     # and it differs from whole-image statistics
     whole = [apply(schedule_of(patched), x0, m.model_sampling.timestep(s)) for s, x0, _, m in rec.before]
     assert any(not torch.equal(out, w) for out, w in zip(rec.after, whole))
+
+
+def test_noise_mask_is_used_when_the_model_call_gets_a_copy_of_sigma(monkeypatch):
+    """The mask is paired with the model call that follows it, not by the identity of the sigma tensor: a ComfyUI
+    whose model call gets a copy of the sigma the mask function saw still takes statistics from the repainted area."""
+    monkeypatch.setattr(samplers.KSamplerX0Inpaint, "copy_sigma", True)
+    rec = Recorder()
+    patched, run_model = wrap(make_model(), simple, rec)
+    source = torch.randn(1, 4, 16, 16, generator=torch.manual_seed(9)) * 6
+    mask = torch.zeros(1, 16, 16)
+    mask[:, 4:12, 4:12] = 1.0
+    ksample(run_model, {"samples": source, "noise_mask": mask}, denoise=0.8)
+    assert_calls_equal_core(rec, schedule_of(patched), mask=mask[:, None].expand(1, 4, 16, 16))
+
+
+def test_a_mask_is_used_by_the_next_call_only_and_only_when_its_sigma_has_the_calls_shape():
+    patch = patch_of(simple(make_model()))
+    x0 = torch.randn(2, 4, 8, 8)
+    mask = torch.ones(2, 4, 8, 8)
+    state = _Run(None, patch.schedule, None)
+    assert patch._mask_for((torch.tensor([3.0, 3.0]), mask), torch.tensor([3.0, 3.0]), x0, state) is mask
+    assert patch._mask_for((torch.tensor([3.0]), mask), torch.tensor([3.0, 3.0]), x0, state) is None  # another call's
+    assert patch._mask_for(None, torch.tensor([3.0, 3.0]), x0, state) is None
 
 
 def test_an_existing_denoise_mask_function_is_chained_and_its_mask_used():
