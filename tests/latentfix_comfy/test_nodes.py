@@ -330,6 +330,28 @@ def test_channel_inputs_are_validated_with_comfyuis_custom_validation():
     assert "unknown channel '7'" in validate(center_channels="0,7", maximize_channels="0")
 
 
+def _custom_validation_errors(node_class, inputs):
+    """ComfyUI's custom validation (execution.py validate_inputs at fe251146): VALIDATE_INPUTS gets the inputs its
+    signature names; a result other than True is attached to each of those inputs as "<input> - <result>"."""
+    import inspect
+    named = {k: v for k, v in inputs.items() if k in inspect.getfullargspec(node_class.VALIDATE_INPUTS).args}
+    result = node_class.VALIDATE_INPUTS(**named)
+    return {} if result is True else {name: f"{name} - {result}" for name in named}
+
+
+def test_each_bad_channel_list_is_reported_with_its_own_problem():
+    """Two bad channel lists: each input's problem is reported (not only the first one found), and a single bad
+    list is reported as that list's problem, never as one of the valid list."""
+    both = _custom_validation_errors(nodes.LatentFixAdvanced, {"center_channels": "0,9", "maximize_channels": "0,7"})
+    assert "center_channels (Center channels) holds unknown channel '9'" in both["center_channels"]
+    assert "maximize_channels (Maximize channels) holds unknown channel '7'" in both["maximize_channels"]
+    one = _custom_validation_errors(nodes.LatentFixAdvanced, {"center_channels": "0,9", "maximize_channels": "0,1,2"})
+    for details in one.values():
+        assert "center_channels (Center channels) holds unknown channel '9'" in details
+        assert "maximize_channels (" not in details  # the valid list is named by ComfyUI's prefix only
+    assert _custom_validation_errors(nodes.LatentFixAdvanced, {"center_channels": "0,1", "maximize_channels": "2"}) == {}
+
+
 def test_settings_that_do_not_fit_together_leave_the_model_alone_with_one_line(caplog):
     model = make_model()
     with caplog.at_level(logging.WARNING, logger="latentfix"):
