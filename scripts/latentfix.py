@@ -114,6 +114,10 @@ class LatentFixScript(scripts.Script):
         if job is None:
             return
         try:
+            callbacks.keep_after_cfg_last()
+        except Exception as error:  # an unusual host: the order stays as it registered
+            host.log(f"could not move the after-guidance callback last: {type(error).__name__}: {error}")
+        try:
             key, timesteps, why = host.host_timesteps(p)
         except Exception as error:  # an unexpected host: the windows are then tested on the device
             key, timesteps, why = None, None, f"{type(error).__name__}: {error}"
