@@ -42,7 +42,7 @@ def log(message: str) -> None:
     text = f"{LOG_PREFIX} {message}"
     try:
         from tqdm import tqdm
-    except Exception:  # pragma: no cover - a host without tqdm has no progress bar either
+    except ImportError:  # pragma: no cover - a host without tqdm has no progress bar either
         print(text)
         return
     tqdm.write(text)

@@ -103,8 +103,9 @@ def _nested_on_copy(host, at_call=12, **inner_attrs):
 
 
 def _latentfix_items(infotext):
-    from lib_latentfix.infotext import ALL_KEYS
     from modules.infotext_utils import parse_generation_parameters
+
+    from lib_latentfix.infotext import ALL_KEYS
 
     params = parse_generation_parameters(infotext)
     return {key: params[key] for key in ALL_KEYS if key in params}

@@ -299,9 +299,8 @@ def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch, c
 def test_after_cfg_correction_runs_behind_after_cfg_callbacks_registered_later(flavour, monkeypatch):
     """Another extension's after-CFG callback registered after LatentFix's (a folder sorting later, or one that
     registers per generation): LatentFix still corrects last, the prediction as the others left it."""
-    from modules import script_callbacks
-
     from latentfix_webui import handoff
+    from modules import script_callbacks
 
     host = harness.make_host(flavour, "sdxl")
     host.load_extension()

@@ -59,9 +59,8 @@ def test_a_message_during_sampling_starts_on_its_own_line_not_after_the_progress
     import io
     import sys
 
-    from tqdm import tqdm
-
     from latentfix_webui import host
+    from tqdm import tqdm
 
     terminal = io.StringIO()
     monkeypatch.setattr(sys, "stdout", terminal)
