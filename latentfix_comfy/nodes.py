@@ -57,17 +57,21 @@ def input_spec(field: lf_settings.Field) -> tuple:
 
 def _validate_channels(names: list[str]) -> Callable[..., Any]:
     """A VALIDATE_INPUTS taking exactly the channel inputs (ComfyUI passes the inputs its signature names and
-    keeps its own range/choice checks for every other input, execution.py:777-792, 912)."""
+    keeps its own range/choice checks for every other input, execution.py:777-792, 912).
+
+    ComfyUI attaches the one result to every input the signature names, so the result names each bad input with
+    its own problem (all of them, not only the first) and says nothing of the valid ones."""
 
     def validate(**values: Any) -> Any:
+        found = []
         for name, value in values.items():
             if value is None:  # connected to another node's output: checked when the node runs
                 continue
             try:
                 lf_settings.coerce(name, value)
             except lf_settings.SettingsError as error:
-                return str(error)
-        return True
+                found.append(str(error))
+        return " | ".join(found) if found else True
 
     validate.__signature__ = inspect.Signature(
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])

@@ -7,9 +7,11 @@
   is the CFG-combined x0 of the whole batch, ``args["sigma"]`` one sigma per row. The return value is what the
   sampler uses. Each row is corrected at its own timestep, ``args["model"].model_sampling.timestep(sigma)``;
 * ``patch.denoise_mask(sigma, mask, extra_options)`` right before that model call when the sampler carries a noise
-  mask (comfy/samplers.py:394-400). The mask is remembered together with the ``sigma`` object of that call, so the
-  correction of the same call takes its statistics from the repainted area, as in the WebUI. A mask function that
-  was already on the model (e.g. Differential Diffusion's) is called first and its result is what is used.
+  mask (comfy/samplers.py:394-400). The mask is remembered for the next post-CFG call, the one of that same model
+  evaluation, so its correction takes its statistics from the repainted area, as in the WebUI. They are paired by
+  order and checked by shape (the call's sigma has the shape of the one the mask came with), not by the identity of
+  the sigma tensor, which a wrapper may copy; a mask is used by one call at most. A mask function that was already
+  on the model (e.g. Differential Diffusion's) is called first and its result is what is used.
 
 Decisions are made on the host, from values the host already has: once per sampling run (recognised by the
 ``transformer_options["sample_sigmas"]`` tensor that ComfyUI sets per run, samplers.py:970-971) the latent format is
@@ -73,7 +75,8 @@ class LatentFixPatch:
     # the hooks
 
     def denoise_mask(self, sigma: Any, denoise_mask: torch.Tensor, extra_options: Optional[dict] = None) -> torch.Tensor:
-        """``model_options["denoise_mask_function"]``: remember the mask of this model call, return it unchanged."""
+        """``model_options["denoise_mask_function"]``: remember the mask for the post-CFG call of this model
+        evaluation (the next one), return it unchanged."""
         if self.previous_mask_function is not None:
             denoise_mask = self.previous_mask_function(sigma, denoise_mask, extra_options=extra_options)
         self._call_mask = (sigma, denoise_mask)
@@ -124,9 +127,11 @@ class LatentFixPatch:
 
     @staticmethod
     def _mask_for(captured: Optional[tuple], sigma: Any, x0: torch.Tensor, run: _Run) -> Optional[torch.Tensor]:
-        if captured is None or captured[0] is not sigma:
+        if captured is None:
             return None
-        mask = captured[1]
+        captured_sigma, mask = captured
+        if getattr(captured_sigma, "shape", None) != getattr(sigma, "shape", None):  # not this call's (no host sync)
+            return None
         fits = mask.dim() == 4 and mask.shape[-2:] == x0.shape[-2:] and mask.shape[0] in (1, x0.shape[0])
         if not fits:
             if not run.mask_warned:

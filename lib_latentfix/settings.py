@@ -253,12 +253,13 @@ def _shown(value: Any) -> str:
 
 def _window(prefix: str, section: str, what: str, label: str, row: int, column: Optional[str] = None,
             item: str = "window") -> tuple[Field, Field]:
-    """The two ends of a timestep window: t_min (where it ends) and t_max (where it starts)."""
+    """The two ends of a timestep window, shown as a range is read, lower bound first: t_min ("<label> t from",
+    where it ends: the timestep falls during sampling) and t_max ("<label> t to", where it starts)."""
     return (
-        Field(f"{prefix}_t_min", "float", f"{label} window end (timestep)", f"{what} stops once the timestep falls to "
+        Field(f"{prefix}_t_min", "float", f"{label} t from", f"{what} stops once the timestep falls to "
               "this value (1000 = pure noise, 0 = finished image; 0 reaches the very last step).", 0, 1000, 1,
               section=section, row=row, column=column, item=item, part=0),
-        Field(f"{prefix}_t_max", "float", f"{label} window start (timestep)", f"{what} starts once the timestep falls "
+        Field(f"{prefix}_t_max", "float", f"{label} t to", f"{what} starts once the timestep falls "
               "below this value (1000 = from the first step).", 0, 1000, 1, section=section, row=row, column=column,
               item=item, part=1),
     )
@@ -291,7 +292,7 @@ _FIELDS: tuple[Field, ...] = (
           "is below it are left alone.", 0.5, 10.0, 0.05, section="clamp", row=2, item="boundary"),
     Field("clamp_strength", "float", "Clamp strength", "How much of the soft clamp to apply (0 = none, 1 = full).",
           section="clamp", row=1, item="strength"),
-    *_window("clamp", "clamp", "The soft clamp", "Clamp", row=3),
+    *_window("clamp", "clamp", "The soft clamp", "Clamp:", row=3),
     # center
     Field("center_enabled", "bool", "Center (colour balance)", "Pull each channel's average toward zero: removes colour "
           "casts (SDXL's yellow) and brightness drift.", section="center"),
@@ -314,7 +315,7 @@ _FIELDS: tuple[Field, ...] = (
           "luminance and both colour channels, not pattern.", section="maximize", row=1, item="channels"),
     Field("maximize_strength", "float", "Maximize strength", "How much of the stretch to apply (0 = none, 1 = full).",
           section="maximize", row=2, item="strength"),
-    *_window("maximize", "maximize", "Maximize", "Maximize", row=3),
+    *_window("maximize", "maximize", "Maximize", "Maximize:", row=3),
     # advanced
     Field("correction_point", "choice", "Correction point", "Sampler latent (as the post): the filters act on the "
           "latent each sampler step produces, at that step's timestep, as the post's callback does (exact for Euler, "

@@ -29,6 +29,10 @@ finally:
 
 TITLE = ui.TITLE
 RECORDER_ATTR = "latentfix_recorder"
+# On p from process() to postprocess(): the extra_generation_params dict this generation writes its infotext to.
+# A nested generation on copy(p) (another extension's inner pass) inherits it with the very same dict (a shallow
+# copy): it then takes a copy of its own, so neither generation's keys land in the other's infotext.
+PARAMS_ATTR = "latentfix_params_in_use"
 
 
 def _infotext_value(key: str):
@@ -59,6 +63,9 @@ class LatentFixScript(scripts.Script):
         return [made[f.name] for f in lf_settings.FIELDS]
 
     def process(self, p: Any, *args: Any) -> None:
+        if getattr(p, PARAMS_ATTR, None) is p.extra_generation_params:  # a generation in progress owns this dict
+            p.extra_generation_params = dict(p.extra_generation_params)
+        setattr(p, PARAMS_ATTR, p.extra_generation_params)
         for key in lf_infotext.ALL_KEYS:  # X/Y/Z cells share this dict: never leave another cell's keys
             p.extra_generation_params.pop(key, None)
         setattr(p, callbacks.JOB_ATTR, None)
@@ -107,12 +114,17 @@ class LatentFixScript(scripts.Script):
         if job is None:
             return
         try:
+            callbacks.keep_after_cfg_last()
+        except Exception as error:  # an unusual host: the order stays as it registered
+            host.log(f"could not move the after-guidance callback last: {type(error).__name__}: {error}")
+        try:
             key, timesteps, why = host.host_timesteps(p)
         except Exception as error:  # an unexpected host: the windows are then tested on the device
             key, timesteps, why = None, None, f"{type(error).__name__}: {error}"
         job.begin_pass(key, timesteps, why, name=host.pass_name(p))
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
+        setattr(p, PARAMS_ATTR, None)
         job = getattr(p, callbacks.JOB_ATTR, None)
         if not isinstance(job, Job):
             return

@@ -79,3 +79,27 @@ def on_cfg_after_cfg(params: Any) -> None:
         if corrected is not None:
             params.x = corrected
     job.end_call()
+
+
+def keep_after_cfg_last() -> bool:
+    """Move LatentFix's after-CFG callback behind every other one (True when it moved): it corrects the final
+    prediction, after other extensions' after-CFG edits (Diffusion CG and the like), whichever folder sorts first
+    and whenever they registered (some register per generation). Called before each sampler run.
+
+    The WebUI keeps callbacks in registration order (A/F/R script_callbacks.py add_callback), sorted by metadata.ini
+    instructions and the user's "prioritized" setting into a cached list (``ordered_callbacks_map``, rebuilt only
+    when the count changes): the move is made in the registration list and that category's cache is dropped, so
+    the instructions and the user's choice still apply on top."""
+    from modules import script_callbacks
+
+    entries = getattr(script_callbacks, "callback_map", {}).get("callbacks_cfg_after_cfg")
+    if not isinstance(entries, list):
+        return False
+    ours = [e for e in entries if getattr(e, "callback", None) is on_cfg_after_cfg]
+    if not ours or all(a is b for a, b in zip(entries[-len(ours):], ours)):
+        return False
+    entries[:] = [e for e in entries if all(e is not o for o in ours)] + ours
+    cached = getattr(script_callbacks, "ordered_callbacks_map", None)
+    if isinstance(cached, dict):
+        cached.pop("cfg_after_cfg", None)
+    return True

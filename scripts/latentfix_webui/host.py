@@ -42,7 +42,15 @@ CHURN = {"sample_euler", "sample_heun", "sample_dpm_2"}
 
 
 def log(message: str) -> None:
-    print(f"{LOG_PREFIX} {message}")
+    """One console line. Through tqdm when it is there (every WebUI has it): a progress bar being drawn is cleared
+    first and drawn again below, so the line starts at the left edge instead of after the bar."""
+    text = f"{LOG_PREFIX} {message}"
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - a host without tqdm has no progress bar either
+        print(text)
+        return
+    tqdm.write(text)
 
 
 def forge_like() -> bool:

@@ -105,23 +105,37 @@ def _summary(chosen: lf_settings.Settings, strength: Any) -> str:
         return lf_settings.describe(chosen)
 
 
-def _preset_of(*values: Any) -> list[Any]:
-    """Editing a filter control (or the strength): which preset (or Custom) the values are, and what they do."""
-    *filters, strength = values
+def _preset_of(*filters: Any) -> str:
+    """Editing a filter control by hand: which preset (or Custom) the values are."""
     try:
         chosen = lf_arguments.from_named(dict(zip(lf_settings.PRESET_FIELDS, filters)))
     except lf_settings.SettingsError:
-        return [lf_settings.CUSTOM, gr.update()]
-    return [lf_settings.matching_preset(chosen), _summary(chosen, strength)]
+        return lf_settings.CUSTOM
+    return lf_settings.matching_preset(chosen)
+
+
+def _summary_of(*values: Any) -> Any:
+    """The line under Preset/Strength, from every control it describes (the filter controls and the strength)."""
+    *filters, strength = values
+    try:
+        chosen = lf_arguments.from_named(dict(zip(lf_settings.PRESET_FIELDS, filters)))
+    except lf_settings.SettingsError:  # a value being typed: keep the line until it is a number again
+        return gr.update()
+    return _summary(chosen, strength)
 
 
 def _wire_presets(made: dict[str, Any]) -> None:
+    """A preset chosen sets every filter control; a filter control edited by hand makes the preset match (.input: the
+    user's own edits only). The summary follows every change of what it describes, whatever made it — a hand edit,
+    a preset, or a paste (PNG Info, Send to txt2img), which sets the values and fires only their .change."""
     controls = [made[name] for name in lf_settings.PRESET_FIELDS]
     made["preset"].input(fn=_preset_values, inputs=[made["preset"], made["strength"]],
                          outputs=controls + [made["summary"]], show_progress=False)
-    for control in controls + [made["strength"]]:
-        control.input(fn=_preset_of, inputs=controls + [made["strength"]], outputs=[made["preset"], made["summary"]],
-                      show_progress=False)
+    for control in controls:
+        control.input(fn=_preset_of, inputs=controls, outputs=[made["preset"]], show_progress=False)
+    described = controls + [made["strength"]]
+    for control in described:
+        control.change(fn=_summary_of, inputs=described, outputs=[made["summary"]], show_progress=False)
 
 
 def _header_of(section: str):

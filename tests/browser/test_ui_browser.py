@@ -95,6 +95,16 @@ class Served:
         self.lock = threading.Lock()
 
 
+def _paster(fields):
+    def paste(text):
+        from modules import infotext_utils
+
+        values = infotext_utils.paste_infotext(fields, text)
+        return [gr.update() if v == "unchanged" else gr.update(value=v) for v in values]
+
+    return paste
+
+
 @pytest.fixture(scope="module")
 def served():
     host = harness.make_host("a1111", "sdxl")
@@ -129,6 +139,12 @@ def served():
                                 button = gr.Button("Generate", elem_id="txt2img_generate", variant="primary")
                                 received = gr.Textbox(label="Received", elem_id="lf_received")
                                 button.click(fn=generate, inputs=controls, outputs=[received])
+                                # A1111's paste (PNG Info -> Send to txt2img; infotext_utils.connect_paste): one
+                                # event whose outputs set every pasted control (a key not there: unchanged)
+                                infotext = gr.Textbox(label="Infotext", elem_id="lf_infotext")
+                                paste = gr.Button("Paste", elem_id="lf_paste")
+                                fields = list(script.infotext_fields)
+                                paste.click(fn=_paster(fields), inputs=[infotext], outputs=[c for c, _ in fields])
         for block in demo.blocks.values():  # A1111 tags every component "gradio-<kind>" (gradio_extensions.py)
             classes = block.elem_classes or []
             block.elem_classes = [f"gradio-{block.get_block_name()}", *([classes] if isinstance(classes, str) else classes)]
@@ -409,5 +425,45 @@ def test_hints_script_is_harmless_without_the_ui(browser):
             assert page.evaluate("() => document.querySelector('#script_txt2img_latentfix_enabled').title") == ""
             assert not errors, errors
             page.close()
+    finally:
+        context.close()
+
+
+def test_a_paste_refreshes_the_summary_line(served, browser):
+    """Pasting an infotext sets the controls through an event's outputs, which fires their change events only: the
+    line under Preset/Strength then describes the pasted controls (here the maximize is off in the infotext)."""
+    from modules.infotext_utils import quote
+
+    from lib_latentfix import infotext as lf_infotext
+
+    pasted = dataclasses.replace(lf_settings.DEFAULTS, enabled=True, maximize_enabled=False)
+    items = lf_infotext.encode(pasted, "0.1.0")
+    text = "a cat\nSteps: 8, Sampler: Euler a, " + ", ".join(f"{k}: {quote(v)}" for k, v in items.items())
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.route("**/*", _local_only)
+    summary = f"#{_ui_id('summary')}"  # (gradio 3.41 gives the Markdown's block and its text the same id)
+
+    def shown():
+        return " ".join(page.locator(summary).first.inner_text().split())
+
+    try:
+        page.goto(served.url, wait_until="domcontentloaded")
+        page.locator(f"#{_ui_id('enabled')} .label-wrap").first.click()
+        page.locator(summary).first.wait_for(state="visible")
+        before = lf_settings.describe(lf_settings.DEFAULTS)
+        assert shown() == before and "stretches the range" in before
+        page.locator("#lf_infotext textarea").fill(text)
+        page.locator("#lf_paste").click()
+        page.wait_for_function("id => document.querySelector('#' + id + ' input[type=checkbox]').checked === false",
+                               arg=_ui_id("maximize_enabled"))
+        expected = lf_settings.describe(pasted)
+        assert "stretches" not in expected
+        try:
+            page.wait_for_function("([sel, text]) => document.querySelector(sel).innerText.split(/\\s+/).join(' ')"
+                                   ".trim() == text", arg=[summary, expected], timeout=5000)
+        except Exception:
+            raise AssertionError(f"summary is {shown()!r}, expected {expected!r}") from None
     finally:
         context.close()

@@ -50,6 +50,9 @@ def sampling_function(model, x, timestep, uncond, cond, cond_scale, model_option
 
 
 class KSamplerX0Inpaint:  # samplers.py:390-403
+    # test option: a ComfyUI (or a wrapper) that hands the model call a copy of the sigma the mask function saw
+    copy_sigma = False
+
     def __init__(self, model, sigmas):
         self.inner_model = model
         self.sigmas = sigmas
@@ -64,6 +67,8 @@ class KSamplerX0Inpaint:  # samplers.py:390-403
         # outside the mask the model sees the original latent noised to this sigma, and predicts it unchanged
         original_noised = self.inner_model.inner_model.scale_latent_inpaint(
             x=x, sigma=sigma, noise=self.noise, latent_image=self.latent_image)
+        if self.copy_sigma:  # a ComfyUI that hands the model call its own copy of sigma
+            sigma = sigma.clone()
         prediction = self.inner_model(x * denoise_mask + original_noised * kept, sigma, model_options=model_options,
                                       seed=seed)
         return prediction * denoise_mask + self.latent_image * kept

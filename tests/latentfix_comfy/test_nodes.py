@@ -13,7 +13,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from comfyui_standin import model_base, samplers
 from latentfix_comfy import nodes
-from latentfix_comfy.patch import LatentFixPatch
+from latentfix_comfy.patch import LatentFixPatch, _Run
 from lib_latentfix import preview, settings as lf_settings
 from lib_latentfix.arguments import from_named
 from lib_latentfix.schedule import apply
@@ -158,6 +158,29 @@ def test_noise_mask_statistics_come_from_the_repainted_area():
     # and it differs from whole-image statistics
     whole = [apply(schedule_of(patched), x0, m.model_sampling.timestep(s)) for s, x0, _, m in rec.before]
     assert any(not torch.equal(out, w) for out, w in zip(rec.after, whole))
+
+
+def test_noise_mask_is_used_when_the_model_call_gets_a_copy_of_sigma(monkeypatch):
+    """The mask is paired with the model call that follows it, not by the identity of the sigma tensor: a ComfyUI
+    whose model call gets a copy of the sigma the mask function saw still takes statistics from the repainted area."""
+    monkeypatch.setattr(samplers.KSamplerX0Inpaint, "copy_sigma", True)
+    rec = Recorder()
+    patched, run_model = wrap(make_model(), simple, rec)
+    source = torch.randn(1, 4, 16, 16, generator=torch.manual_seed(9)) * 6
+    mask = torch.zeros(1, 16, 16)
+    mask[:, 4:12, 4:12] = 1.0
+    ksample(run_model, {"samples": source, "noise_mask": mask}, denoise=0.8)
+    assert_calls_equal_core(rec, schedule_of(patched), mask=mask[:, None].expand(1, 4, 16, 16))
+
+
+def test_a_mask_is_used_by_the_next_call_only_and_only_when_its_sigma_has_the_calls_shape():
+    patch = patch_of(simple(make_model()))
+    x0 = torch.randn(2, 4, 8, 8)
+    mask = torch.ones(2, 4, 8, 8)
+    state = _Run(None, patch.schedule, None)
+    assert patch._mask_for((torch.tensor([3.0, 3.0]), mask), torch.tensor([3.0, 3.0]), x0, state) is mask
+    assert patch._mask_for((torch.tensor([3.0]), mask), torch.tensor([3.0, 3.0]), x0, state) is None  # another call's
+    assert patch._mask_for(None, torch.tensor([3.0, 3.0]), x0, state) is None
 
 
 def test_an_existing_denoise_mask_function_is_chained_and_its_mask_used():
@@ -305,6 +328,28 @@ def test_channel_inputs_are_validated_with_comfyuis_custom_validation():
     assert inspect.getfullargspec(validate).args == ["center_channels", "maximize_channels"]  # others: ComfyUI's checks
     assert validate(center_channels="0,1,2,3", maximize_channels="0,1,2") is True
     assert "unknown channel '7'" in validate(center_channels="0,7", maximize_channels="0")
+
+
+def _custom_validation_errors(node_class, inputs):
+    """ComfyUI's custom validation (execution.py validate_inputs at fe251146): VALIDATE_INPUTS gets the inputs its
+    signature names; a result other than True is attached to each of those inputs as "<input> - <result>"."""
+    import inspect
+    named = {k: v for k, v in inputs.items() if k in inspect.getfullargspec(node_class.VALIDATE_INPUTS).args}
+    result = node_class.VALIDATE_INPUTS(**named)
+    return {} if result is True else {name: f"{name} - {result}" for name in named}
+
+
+def test_each_bad_channel_list_is_reported_with_its_own_problem():
+    """Two bad channel lists: each input's problem is reported (not only the first one found), and a single bad
+    list is reported as that list's problem, never as one of the valid list."""
+    both = _custom_validation_errors(nodes.LatentFixAdvanced, {"center_channels": "0,9", "maximize_channels": "0,7"})
+    assert "center_channels (Center channels) holds unknown channel '9'" in both["center_channels"]
+    assert "maximize_channels (Maximize channels) holds unknown channel '7'" in both["maximize_channels"]
+    one = _custom_validation_errors(nodes.LatentFixAdvanced, {"center_channels": "0,9", "maximize_channels": "0,1,2"})
+    for details in one.values():
+        assert "center_channels (Center channels) holds unknown channel '9'" in details
+        assert "maximize_channels (" not in details  # the valid list is named by ComfyUI's prefix only
+    assert _custom_validation_errors(nodes.LatentFixAdvanced, {"center_channels": "0,1", "maximize_channels": "2"}) == {}
 
 
 def test_settings_that_do_not_fit_together_leave_the_model_alone_with_one_line(caplog):

@@ -24,7 +24,7 @@ def test_every_refusal_names_the_setting_by_api_name_and_label():
     cases = {
         "center_channels": ({"center_channels": [0, 5]}, "center_channels (Center channels)"),
         "window": ({"clamp_t_min": 990, "clamp_t_max": 960},
-                   "clamp_t_min (Clamp window end (timestep)) must be below clamp_t_max (Clamp window start (timestep))"),
+                   "clamp_t_min (Clamp: t from) must be below clamp_t_max (Clamp: t to)"),
         "threshold": ({"clamp_adaptive": False, "clamp_threshold": 6.0, "clamp_boundary": 4.0},
                       "clamp_threshold (Clamp threshold) must not exceed clamp_boundary (Clamp boundary)"),
         "choice": ({"correction_point": "sometimes"}, "correction_point (Correction point)"),

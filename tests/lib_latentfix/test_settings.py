@@ -94,3 +94,25 @@ def test_without_switches_off_exactly_the_parts_that_did_not_run():
     assert not both.center_enabled and names(both) == ["clamp", "maximize"]
     assert both.center_late_channel_shift == on.center_late_channel_shift  # a disabled section keeps its values
     assert on.schedule().steps == tuple(step for _, step in on.parts())
+
+
+def test_each_window_reads_as_a_range_lower_bound_first():
+    """A window is shown the way a range is read, left to right or top to bottom: its lower bound (t_min) first,
+    labelled where the range starts ("… t from"), then its upper bound ("… t to") with the same name before it."""
+    from lib_latentfix.settings import WINDOWS, section_fields
+
+    for low, high in WINDOWS:
+        lower, upper = FIELD_BY_NAME[low], FIELD_BY_NAME[high]
+        laid_out = [f.name for f in section_fields(lower.section)]
+        assert laid_out.index(low) < laid_out.index(high), low
+        assert lower.label.endswith(" t from") and upper.label.endswith(" t to"), (lower.label, upper.label)
+        assert lower.label[:-len(" t from")] == upper.label[:-len(" t to")]
+
+
+def test_labels_in_a_column_fit_on_one_line_of_forges_column():
+    """Controls laid out in columns (the early and late center passes side by side) share half the panel's width:
+    in Forge "Early center: window start (timestep)" (37 characters) wraps there, "Early center: channel shift"
+    (27) does not."""
+    for field in FIELDS:
+        if field.column is not None:
+            assert len(field.label) <= len("Early center: channel shift"), field.label

@@ -74,3 +74,66 @@ def test_api_info_holds_the_values_not_nulls(a1111):
     ours = {k: v for k, v in params.items() if k.startswith("LatentFix")}
     assert ours and all(isinstance(v, str) for v in ours.values())
     assert ours["LatentFix preset"] == "Post defaults"
+
+
+def _nested_on_copy(host, at_call=12, **inner_attrs):
+    """Another extension's inner generation: inside the outer run's ``at_call``-th on_cfg_denoiser,
+    ``q = copy(p); q._ad_inner = True; process_images(q)`` (a shallow copy: both share extra_generation_params).
+    Returns the list the inner run's Processed is appended to."""
+    from copy import copy
+
+    from modules import processing, script_callbacks
+
+    inner_runs, calls = [], []
+
+    def nested(params):
+        p = params.denoiser.p
+        if getattr(p, "_ad_inner", False):
+            return
+        calls.append(1)
+        if len(calls) == at_call:
+            q = copy(p)
+            q._ad_inner = True
+            for name, value in inner_attrs.items():
+                setattr(q, name, value)
+            inner_runs.append(processing.process_images(q))
+
+    script_callbacks.on_cfg_denoiser(nested, name="nested-generation")
+    return inner_runs
+
+
+def _latentfix_items(infotext):
+    from modules.infotext_utils import parse_generation_parameters
+
+    from lib_latentfix.infotext import ALL_KEYS
+
+    params = parse_generation_parameters(infotext)
+    return {key: params[key] for key in ALL_KEYS if key in params}
+
+
+def test_a_nested_generation_on_a_copy_of_p_leaves_the_outer_infotext_alone(a1111):
+    """An inner generation on copy(p) that LatentFix skips (ADetailer-style) neither wipes the outer image's
+    LatentFix keys nor gets them itself: each infotext describes its own generation."""
+    _, alone = a1111.txt2img(args(), steps=16, seed=3)
+    expected = _latentfix_items(alone.infotexts[0])
+    assert expected
+    inner_runs = _nested_on_copy(a1111)
+    _, outer = a1111.txt2img(args(), steps=16, seed=3)
+    (inner,) = inner_runs
+    assert _latentfix_items(outer.infotexts[0]) == expected
+    assert _latentfix_items(inner.infotexts[0]) == {}  # skipped as an inner pass: says nothing about LatentFix
+
+
+def test_a_corrected_nested_generation_does_not_lend_its_settings_to_the_outer_image(a1111):
+    """With inner passes corrected too, an inner run of 4 steps reaches fewer windows than the outer 16-step run:
+    the outer infotext keeps what the outer run did, the inner one says what the inner run did."""
+    settings = args(skip_inner_passes=False)
+    _, alone = a1111.txt2img(settings, steps=16, seed=3)
+    _, short = a1111.txt2img(settings, steps=4, seed=3)
+    assert _latentfix_items(alone.infotexts[0]) != _latentfix_items(short.infotexts[0])  # the test means something
+    inner_runs = _nested_on_copy(a1111, steps=4)
+    _, outer = a1111.txt2img(settings, steps=16, seed=3)
+    (inner,) = inner_runs
+    assert _latentfix_items(outer.infotexts[0]) == _latentfix_items(alone.infotexts[0])
+    assert _latentfix_items(inner.infotexts[0]) == _latentfix_items(short.infotexts[0])
+    assert all(not callable(v) for v in outer.extra_generation_params.values())  # the API's info: text, not null

@@ -182,7 +182,8 @@ class Host:
 
     def record_callbacks(self, keep_tensors=True):
         """Register recorders for cfg_denoiser / cfg_denoised / cfg_after_cfg (registered now, so they run after
-        callbacks registered earlier). Returns the list they append dicts to."""
+        callbacks registered earlier; LatentFix moves its cfg_after_cfg callback behind them before each sampler
+        run). Returns the list they append dicts to."""
         events = []
 
         def rec(kind):

@@ -66,15 +66,23 @@ def test_post_defaults_remove_the_colour_cast_and_use_the_range(a1111):
 
 
 def test_after_cfg_correction_is_the_schedule_on_each_images_x0(a1111, corrections):
-    events = a1111.record_callbacks()
+    received = []  # LatentFix's after-CFG callback runs last: what it leaves in params.x is what the sampler gets
+
+    def recording(inner, category):
+        def recorded(params):
+            inner(params)
+            if category == "cfg_after_cfg":
+                received.append(params.x.clone())
+        return recorded
+
+    wrap_our_callbacks(recording)
     a1111.txt2img(args(), batch_size=2, steps=12, seed=4, sampler="Euler")
-    assert len(corrections) == 12
-    after = [e for e in events if e["kind"] == "cfg_after_cfg"]
-    for (prediction, call, result), event in zip(corrections, after):
+    assert len(corrections) == 12 == len(received)
+    for (prediction, call, result), x in zip(corrections, received):
         assert prediction.shape[0] == 2  # one row per image
         expected = apply(ON.schedule(), prediction, call.timesteps[-2:])
         assert torch.equal(result, expected)
-        assert torch.equal(event["x"], result)  # the sampler received the corrected x0
+        assert torch.equal(x, result)  # the sampler received the corrected x0
 
 
 def test_timesteps_follow_sigma_through_the_models_schedule(a1111, corrections):
@@ -285,3 +293,27 @@ def test_non_finite_latent_does_not_spread_to_other_images(a1111, monkeypatch, c
     assert torch.isfinite(latents[1]).all()
     out = capsys.readouterr().out
     assert out.count("held NaN/inf values") == 1 and "[LatentFix] 6 image prediction(s)" in out
+
+
+@pytest.mark.parametrize("flavour", ["a1111", "forge"])
+def test_after_cfg_correction_runs_behind_after_cfg_callbacks_registered_later(flavour, monkeypatch):
+    """Another extension's after-CFG callback registered after LatentFix's (a folder sorting later, or one that
+    registers per generation): LatentFix still corrects last, the prediction as the others left it."""
+    from latentfix_webui import handoff
+    from modules import script_callbacks
+
+    host = harness.make_host(flavour, "sdxl")
+    host.load_extension()
+    order = []
+    original = handoff.pop
+
+    def popping():
+        order.append("latentfix")
+        return original()
+
+    monkeypatch.setattr(handoff, "pop", popping)
+    script_callbacks.on_cfg_after_cfg(lambda params: order.append("other"), name="registered-later")
+    host.txt2img(steps=2, seed=1)  # LatentFix off: the WebUI caches the order as registered
+    order.clear()
+    host.txt2img(args(), steps=4, seed=1)
+    assert order and order == ["other", "latentfix"] * (len(order) // 2)

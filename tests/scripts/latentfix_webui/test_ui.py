@@ -60,3 +60,59 @@ def test_send_to_img2img_carries_every_control(a1111):
     assert len(inputs) == len(outputs) == len(source.controls)
     for a, b in zip(inputs, outputs):
         assert a.elem_id.replace("txt2img", "img2img") == b.elem_id
+
+
+def _fire(demo, state, changed):
+    """What the page does after values were set by an event's outputs (a paste, a preset): each changed component
+    fires its .change listeners (never .input, which only a user's own edit fires), whose outputs may change more.
+    ``state`` maps block id -> value and is updated in place."""
+    pending = list(changed)
+    for _ in range(1000):
+        if not pending:
+            return
+        target = pending.pop(0)
+        for dep, block_fn in zip(demo.dependencies, demo.fns):
+            if dep["trigger"] != "change" or target not in dep["targets"]:
+                continue
+            out = block_fn.fn(*[state[i] for i in dep["inputs"]])
+            out = list(out) if len(dep["outputs"]) > 1 else [out]
+            for i, value in zip(dep["outputs"], out):
+                if isinstance(value, dict):
+                    if "value" not in value:
+                        continue
+                    value = value["value"]
+                if state.get(i) != value:
+                    state[i] = value
+                    pending.append(i)
+    raise AssertionError("change events do not settle")
+
+
+def test_the_summary_line_follows_a_paste(a1111):
+    """PNG Info -> Send to txt2img sets every control from the infotext; the line under Preset/Strength then
+    describes the pasted controls, not the ones before (here: an 8-step image on which the late window, and so the
+    maximize, never ran: its infotext says maximize off)."""
+    import gradio as gr
+    from modules import infotext_utils
+
+    from lib_latentfix import arguments as lf_arguments
+    from lib_latentfix import settings as lf_settings
+
+    _, processed = a1111.txt2img(to_positional(ON), steps=8, seed=1, sampler="Euler a")
+    script = a1111.extension.script("txt2img")
+    with gr.Blocks() as demo:
+        controls = script.ui(False)
+    summary = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == script.elem_id("summary"))
+    state = {i: getattr(b, "value", None) for i, b in demo.blocks.items()}
+    assert "stretches the range to ±4" in state[summary._id]
+    pasted = infotext_utils.paste_infotext(script.infotext_fields, processed.infotexts[0])
+    assert "LatentFix maximize" not in processed.infotexts[0]  # the infotext says what ran: no maximize
+    changed = []
+    for control, value in zip(controls, pasted):
+        if value != "unchanged" and state[control._id] != value:
+            state[control._id] = value
+            changed.append(control._id)
+    _fire(demo, state, changed)
+    shown = lf_arguments.from_named(dict(zip((f.name for f in lf_settings.FIELDS), pasted)))
+    assert not shown.maximize_enabled
+    assert state[summary._id] == lf_settings.describe(shown)
+    assert "stretches" not in state[summary._id]

@@ -111,21 +111,20 @@ def test_a_call_outside_every_window_does_no_tensor_work():
 
 
 def test_inactive_call_leaves_the_prediction_object_itself():
-    import modules.script_callbacks as sc
-
     host = harness.make_host("a1111", "sdxl")
     host.load_extension()
     seen = []
 
-    def before(params):
-        seen.append(("in", id(params.x)))
+    def observing(inner, category):  # the prediction object right before and right after LatentFix's callback
+        def observed(params):
+            if category == "cfg_after_cfg":
+                seen.append(("in", id(params.x)))
+            inner(params)
+            if category == "cfg_after_cfg":
+                seen.append(("out", id(params.x)))
+        return observed
 
-    def after(params):
-        seen.append(("out", id(params.x)))
-
-    ours = sc.callback_map["callbacks_cfg_after_cfg"]
-    sc.callback_map["callbacks_cfg_after_cfg"] = [sc.ScriptCallback("a.py", before, "a")] + ours + [
-        sc.ScriptCallback("b.py", after, "b")]
+    wrap_our_callbacks(observing)
     host.txt2img(args(), steps=12, seed=3, sampler="Euler", scheduler="Normal")
     pairs = list(zip(seen[::2], seen[1::2]))
     unchanged = sum(a[1] == b[1] for a, b in pairs)

@@ -59,14 +59,14 @@ def test_xyz_grid_is_checked_as_a_whole_not_axis_by_axis(with_xyz, capsys):
     and an invalid one names exactly the cells that will be refused before the first image."""
     host, xyz = with_xyz
     base = host.txt2img(args(), steps=12, seed=1)  # maximize window: start 100, end 1
-    start, end = "[LatentFix] Maximize window start (timestep)", "[LatentFix] Maximize window end (timestep)"
+    start, end = "[LatentFix] Maximize: t to", "[LatentFix] Maximize: t from"
     cells = xyz.run_grid(base.p, [(start, [300, 400]), (end, [150, 200])])
     assert all("LatentFix maximize: " in r.infotexts[0] for _, r in cells)
     assert "refused" not in capsys.readouterr().out
     cells = xyz.run_grid(base.p, [(start, [50, 300]), (end, [80])])
     out = capsys.readouterr().out
     assert out.count("1 cell(s) will be generated without correction") == 1
-    assert "Maximize window start (timestep)=50.0, Maximize window end (timestep)=80.0" in out
+    assert "Maximize: t to=50.0, Maximize: t from=80.0" in out
     refused = [r for cell, r in cells if cell[start] == 50][0]
     assert "LatentFix error" in refused.infotexts[0] and "maximize_t_min" in refused.infotexts[0]
     fine = [r for cell, r in cells if cell[start] == 300][0]

@@ -2,7 +2,8 @@
 (names `<extension>/<file>/<category>[/name]`, `-1` suffix on duplicates); runners 298-399 catch exceptions,
 report them and continue (330-351); clear_callbacks 246-250.
 Simplified: no metadata.ini / user ordering (callbacks run in registration order); extension name is the
-folder above `scripts/` of the registering file, else "base"."""
+folder above `scripts/` of the registering file, else "base". Kept: the per-category cache of the ordered list,
+rebuilt only when the number of callbacks changes (ordered_callbacks 194-207, ordered_callbacks_map)."""
 import dataclasses
 import inspect
 import os
@@ -53,24 +54,33 @@ def add_callback(callbacks, fun, *, name=None, category="unknown", filename=None
     callbacks.append(ScriptCallback(filename, fun, unique))
 
 
+ordered_callbacks_map = {}
+
+
 def ordered_callbacks(category):
-    return list(callback_map["callbacks_" + category])
+    unordered = callback_map["callbacks_" + category]
+    cached = ordered_callbacks_map.get(category)
+    if cached is not None and len(cached) == len(unordered):
+        return cached
+    ordered_callbacks_map[category] = list(unordered)
+    return ordered_callbacks_map[category]
 
 
 def clear_callbacks():
     for lst in callback_map.values():
         lst.clear()
+    ordered_callbacks_map.clear()
 
 
 def remove_current_script_callbacks():  # script_callbacks.py:434-444
     stack = [x for x in inspect.stack() if x.filename != __file__]
     filename = stack[0].filename if stack else "unknown file"
-    for lst in callback_map.values():
+    for lst in list(callback_map.values()) + list(ordered_callbacks_map.values()):
         lst[:] = [c for c in lst if c.script != filename]
 
 
 def remove_callbacks_for_function(callback_func):  # script_callbacks.py:447-453
-    for lst in callback_map.values():
+    for lst in list(callback_map.values()) + list(ordered_callbacks_map.values()):
         lst[:] = [c for c in lst if c.callback != callback_func]
 
 
