@@ -114,6 +114,32 @@ def glue_call(t: float) -> Callable[[Tensor], Tensor]:
     return run
 
 
+def latent_call(t: float) -> Callable[[Tensor], Tensor]:
+    """The same model call at the latent point (the default): an Euler step of a 30-step schedule from ``t`` (to
+    t − 34.4), its latent filtered as the post does and the prediction rewritten to land there."""
+    from dataclasses import replace as _replace
+
+    from lib_latentfix.landing import EULER, k_diffusion_landings
+    from lib_latentfix.runtime import HostTimesteps, Job, ModelCall
+    from lib_latentfix.settings import AFTER_CFG, DEFAULTS
+    from lib_latentfix.sigmas import t_to_sigma
+
+    sigmas = t_to_sigma(torch.tensor([t, max(t - 34.4, 0.0)]))
+    landings = k_diffusion_landings(EULER, torch.cat([sigmas, torch.zeros(1)]))[:1]
+    job = Job(_replace(DEFAULTS, enabled=True), version="bench", report=lambda _: None)
+    job.begin_pass("run", HostTimesteps((t,), landings=landings))
+    latent: dict[str, Tensor] = {}
+
+    def run(x: Tensor) -> Tensor:
+        rows = latent.setdefault("x", x * 3.0)  # the sampler's latent rows, beside the prediction
+        job.begin_call("run", 0, lambda steps, host_t: ModelCall(steps, None, rows, None, None, host_t))
+        out = job.correct(AFTER_CFG, x)
+        job.end_call()
+        return x if out is None else out
+
+    return run
+
+
 def device_call(t: float) -> Callable[[Tensor], Tensor]:
     """The same call when the host cannot announce the timesteps: the windows are tested on the device."""
     return lambda x: apply(BLOG, x, torch.full((x.shape[0],), t, device=x.device))
@@ -140,6 +166,7 @@ def operations() -> list[tuple[str, Callable[[Tensor], Tensor]]]:
         ("post: soft_clamp, looped", post_soft_clamp_looped),
         ("post: t=999 window, looped", post_early_window_looped),
         *[(f"glue call, t={t:g}", glue_call(t)) for t in GLUE_TIMESTEPS],
+        *[(f"glue call at the latent point, t={t:g}", latent_call(t)) for t in GLUE_TIMESTEPS],
         *[(f"post callback looped, t={t:g}", post_callback_looped(t)) for t in GLUE_TIMESTEPS],
         *[(f"device-tested windows, t={t:g}", device_call(t)) for t in GLUE_TIMESTEPS],
     ]
@@ -295,6 +322,13 @@ def glue_targets(data: dict, batch: int) -> list[tuple[str, float, float, bool, 
         speedup = r[f"post callback looped, t={t}"].median_us / r[f"glue call, t={t}"].median_us
         out.append((f"glue call at t = {t} ≥ 5× faster than the post's callback looped per image (B = {batch})",
                     speedup, 5.0, speedup >= 5.0, "min"))
+    for t in GLUE_TIMESTEPS:
+        ratio = r[f"glue call at the latent point, t={t:g}"].median_us / r[f"glue call, t={t:g}"].median_us
+        goal = 1.5
+        if t == 500:  # no window: both do no tensor work, so compare with a clone instead
+            ratio, goal = r[f"glue call at the latent point, t={t:g}"].median_us / clone, 0.05
+        out.append((f"latent point at t = {t:g} ≤ {goal:g}× {'clone' if t == 500 else 'the after-guidance call'} "
+                    f"(B = {batch})", ratio, goal, ratio <= goal, "max"))
     return out
 
 

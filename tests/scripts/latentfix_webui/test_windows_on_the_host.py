@@ -19,7 +19,7 @@ from modules import infotext_utils
 from lib_latentfix.settings import DEFAULTS, apply_preset
 from lib_latentfix.sigmas import sigma_to_t
 from dataclasses import replace
-from support.glue import count_tensor_work as _count_tensor_work
+from support.glue import count_tensor_work as _count_tensor_work, wrap_our_callbacks
 
 ON = replace(DEFAULTS, enabled=True, correction_point="after")  # windows of the guided x0 (the latent point: test_latent_point)
 
