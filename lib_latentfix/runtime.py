@@ -122,22 +122,10 @@ def correct(schedule: Schedule, prediction: Tensor, call: ModelCall) -> tuple[Te
 
 
 
-def window_text(step: Step) -> str:
-    """A step's window as a message writes it: "t > 950", "1 < t < 100", "t < 300"."""
-    lower, upper = step.bounds()
-    if lower == -math.inf:
-        return "every t" if upper == math.inf else f"t < {upper:g}"
-    return f"t > {lower:g}" if upper == math.inf else f"{lower:g} < t < {upper:g}"
-
-
 def _could_run(step: Step, bounds: Optional[tuple[float, float]], margin: float = EDGE_MARGIN) -> bool:
     """Whether ``step`` may be active for a model call whose timesteps the host knows lie in ``bounds`` (None:
     unknown, so it may). Within ``margin`` of an edge the device's own t decides: that counts as may."""
-    if bounds is None:
-        return True
-    lower, upper = step.bounds()
-    a, b = bounds[0] - margin, bounds[1] + margin
-    return not (b <= lower or a >= upper)
+    return bounds is None or step.reach(bounds[0], bounds[1], margin) != "none"
 
 
 class _Pass:
@@ -419,7 +407,7 @@ class Job:
             return
         self._said_unreached.add(said)
         steps = dict(self._parts)
-        named = [f"the {PARTS[name]} ({window_text(steps[name])})" for name in missed]
+        named = [f"the {PARTS[name]} ({steps[name].window_text()})" for name in missed]
         what = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
         one = len(missed) == 1
         top = max(v for b in run.calls if b is not None for v in b)
@@ -500,4 +488,4 @@ def skip_reason(settings: Settings, *, is_hr_pass: bool, inner_pass: bool) -> Op
 
 
 __all__ = ["FILTER_SECTIONS", "HostTimesteps", "Job", "ModelCall", "correct", "latent_problem",
-           "prediction_rows", "skip_reason", "window_text"]
+           "prediction_rows", "skip_reason"]

@@ -127,6 +127,28 @@ class Step:
         lower, upper = self.bounds()
         return lower < timestep < upper
 
+    def reach(self, low: float, high: float, margin: float = 0.0) -> str:
+        """How the window meets the host-known timesteps ``[low, high]``, each possibly off by ``margin`` on the
+        device: "all" (active at every one of them), "none" (at none), or "edge" (a window edge lies within reach,
+        so the device's own timestep decides). The one rule every host's decision goes through."""
+        lower, upper = self.bounds()
+        a, b = low - margin, high + margin
+        if a > lower and b < upper:
+            return "all"
+        return "none" if b <= lower or a >= upper else "edge"
+
+    def window_text(self) -> str:
+        """The window as every message and summary words it (see :func:`window_text`)."""
+        return window_text(self.t_min, self.t_max)
+
+
+def window_text(t_min: float, t_max: float) -> str:
+    """A window as every message and summary words it: "t > 950", "1 < t < 100", "t < 300", "every t"."""
+    lower, upper = t_min > 0, t_max < T_MAX
+    if not lower:
+        return f"t < {t_max:g}" if upper else "every t"
+    return f"{t_min:g} < t < {t_max:g}" if upper else f"t > {t_min:g}"
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -165,16 +187,15 @@ def steps_between(schedule: Schedule, low: float, high: float, margin: float = E
     own timestep falls on (it may round or interpolate differently), so the windows must be tested on the device.
     An empty tuple means no step can change anything there: the call needs no tensor work at all.
     """
-    a, b = low - margin, high + margin
     active = []
     for step in schedule.steps:
         if not step.can_change():
             continue
-        lower, upper = step.bounds()
-        if a > lower and b < upper:
-            active.append(step)
-        elif not (b <= lower or a >= upper):
+        reach = step.reach(low, high, margin)
+        if reach == "edge":
             return None
+        if reach == "all":
+            active.append(step)
     return tuple(active)
 
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Optional
 
-from .schedule import Center, Maximize, Schedule, SoftClamp, Step
+from .schedule import Center, Maximize, Schedule, SoftClamp, Step, window_text
 
 CHANNEL_LABELS: tuple[str, ...] = ("0 luminance", "1 cyan/red", "2 lime/purple", "3 pattern")
 
@@ -477,13 +477,9 @@ def describe(settings: Settings) -> str:
 
 
 def _when(t_min: float, t_max: float) -> str:
-    if t_max >= 1000 and t_min <= 0:
-        return "at every step"
-    if t_max >= 1000:
-        return f"at t > {t_min:g}"
-    if t_min <= 0:
-        return f"at t < {t_max:g}"
-    return f"at {t_min:g} < t < {t_max:g}" if t_min > 1 else f"at t < {t_max:g}"
+    """A window as the summary says it (worded as the console does)."""
+    text = window_text(t_min, t_max)
+    return "at every step" if text == "every t" else f"at {text}"
 
 
 def section_header(settings: Settings, section: str) -> str:
