@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -242,6 +242,40 @@ def rewrite(landing: Landing, latent: Tensor, filtered: Tensor, carried: Optiona
     return delta
 
 
+class LatentRun:
+    """One sampler run at the latent point, per model call in order (host-free; the WebUI's Job and the ComfyUI
+    patch both keep one): the previous call's latent rows and prediction when its plan keeps them, and the last
+    change of a prediction with its weight, which a multistep sampler's next call takes back out."""
+
+    __slots__ = ("kept", "change", "weight")
+
+    def __init__(self) -> None:
+        self.kept: Optional[tuple[Tensor, Tensor]] = None
+        self.change: Optional[Tensor] = None  # the last filtered change δ (weight 1 then, times each carry after)
+        self.weight = 0.0
+
+    def land(self, plan: CallPlan, x: Tensor, prediction: Tensor,
+             filters: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
+        """The prediction that makes this call's step land where ``plan`` says (a new tensor), or None when the
+        call only keeps what the next one needs. ``x``: the latent rows of ``prediction``; ``filters``: the post's
+        filters at the step's timestep, applied to the landed latent (float32, float64 for float64 predictions)."""
+        previous, self.kept = self.kept, ((x, prediction) if plan.keep else None)
+        landing = plan.landing
+        if landing is None or not (plan.filters or plan.carry):
+            self.change = None
+            return None
+        if plan.filters:
+            dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
+            latent = landed_latent(landing, x, prediction, previous, dtype)
+            change = rewrite(landing, latent, filters(latent), self.change, plan.carry * self.weight)
+            self.change, self.weight = change, 1.0
+            return torch.add(prediction, change.to(prediction.dtype))
+        if self.change is None:  # only the previous change to take back out (DPM++ 2M reuses that prediction)
+            return None
+        self.weight *= plan.carry
+        return torch.add(prediction, self.change.to(prediction.dtype), alpha=self.weight)
+
+
 __all__ = ["CallPlan", "DDIM", "DPMPP_2M", "EULER", "EULER_ANCESTRAL", "HEUN", "HISTORY_CUTOFF", "KIND_LABELS",
-           "Landing", "SAMPLER_FUNCTIONS", "ddim_landings", "k_diffusion_landings", "landed_latent", "plan_calls",
+           "Landing", "LatentRun", "SAMPLER_FUNCTIONS", "ddim_landings", "k_diffusion_landings", "landed_latent", "plan_calls",
            "rewrite", "sampler_kind"]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from . import infotext as lf_infotext
-from .landing import CallPlan, Landing, landed_latent, plan_calls, rewrite
+from .landing import CallPlan, Landing, LatentRun, plan_calls
 from .schedule import EDGE_MARGIN, Schedule, Step, run, steps_between
 from .settings import AFTER_CFG, BEFORE_CFG, FEW_STEPS, FILTER_SECTIONS, LATENT, PARTS, Settings
 from .sigmas import eps_after_x0_change, eps_to_x0
@@ -196,9 +196,7 @@ class Job:
         self._host_key: Any = None
         # per model call of the current run: (host-known bounds, active steps, the latent point's plan or None)
         self._plan: tuple[tuple[Optional[tuple[float, float]], Optional[tuple[Step, ...]], Optional[CallPlan]], ...] = ()
-        self._kept: Optional[tuple[Tensor, Tensor]] = None  # the latent point: the previous call's rows and prediction
-        self._change: Optional[Tensor] = None  # the latent point: the last change of a prediction (δ / weight)
-        self._change_weight = 0.0
+        self._latent = LatentRun()  # the latent point: what the previous call kept, the last change (per run)
         self._said_fallback: set[str] = set()
         self._unknown_why: Optional[str] = None
         self._said_unknown = False
@@ -238,7 +236,7 @@ class Job:
         a message calls it ("first pass", "hires fix pass")."""
         self._end_pass()
         self._host, self._host_key, self._unknown_why = host, key, why
-        self._kept, self._change, self._change_weight = None, None, 0.0
+        self._latent = LatentRun()
         self._passes.append(_Pass(name, self._parts))
         self._pass_open = True
         if self.settings.correction_point == LATENT:
@@ -352,30 +350,19 @@ class Job:
         """The latent point (see :mod:`lib_latentfix.landing`): the prediction that makes the sampler's step land on
         the filtered latent, or None when this call only keeps what the next one needs."""
         plan = call.latent
-        x = prediction_rows(prediction.shape[0], call.x_in)
-        previous, self._kept = self._kept, ((x, prediction) if plan.keep else None)
-        landing = plan.landing
-        if landing is None or not (plan.filters or plan.carry):
-            self._change = None
-            return None
-        if plan.filters:
-            dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
-            latent = landed_latent(landing, x, prediction, previous, dtype)
+
+        def filters(latent: Tensor) -> Tensor:
             filtered, evidence = run(Schedule(self.schedule.name, call.steps), latent, None, mask=call.mask)
             if evidence is not None:
                 self._evidence.append(evidence)
-            change = rewrite(landing, latent, filtered, self._change, plan.carry * self._change_weight)
-            self._change, self._change_weight = change, 1.0
-            corrected = torch.add(prediction, change.to(prediction.dtype))
             if self.observer is not None:
                 self.observer(LATENT, latent, filtered, call)
+            return filtered
+
+        corrected = self._latent.land(plan, prediction_rows(prediction.shape[0], call.x_in), prediction, filters)
+        if plan.filters and corrected is not None:
             self._corrected.add(LATENT)
             self._infotext = None
-        else:  # only the previous change to take back out (DPM++ 2M reuses that prediction)
-            if self._change is None:
-                return None
-            self._change_weight *= plan.carry
-            corrected = torch.add(prediction, self._change.to(prediction.dtype), alpha=self._change_weight)
         return corrected
 
     def end_call(self) -> None:
