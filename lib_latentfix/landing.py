@@ -131,11 +131,11 @@ def k_diffusion_landings(kind: str, sigmas: Tensor, *, eta: float = 1.0) -> tupl
             out.append(None)
             out.append(Landing(a=half_1, b=-half_1, step=i, hx=1.0 + half_0, hp=-half_0))
         else:  # DPM++ 2M: x_next = (σ_next/σ)·x − expm1(−h)·(c1·P − c2·P_prev), first and last steps first-order
-            ratio = float(s1 / s0)
             if float(s1) == 0:
                 out.append(Landing(a=0.0, b=1.0, step=i))
                 continue
             t, t_next = s0.log().neg(), s1.log().neg()
+            ratio = float(t_next.neg().exp() / t.neg().exp())  # σ_next/σ as the sampler computes it, through t
             h = t_next - t
             weight = float((-h).expm1().neg())
             if i == 0:

@@ -93,7 +93,7 @@ def dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=None, fil
         else:
             r = (lam - (-sigmas[i - 1].log())) / h
             blended = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * previous
-        x = (following / sigma) * x - (-h).expm1() * blended
+        x = (lam_next.neg().exp() / lam.neg().exp()) * x - (-h).expm1() * blended  # σ_next/σ through λ, as k-diffusion
         previous = denoised
         x = filter_step(x, timestep(model, sigma))
     return x
