@@ -289,3 +289,35 @@ def test_the_after_point_decides_windows_on_the_host_for_a_known_sampler():
     # 15 model calls, the stand-in's UNet asks each cond's timestep (2 per call); LatentFix asks none per call,
     # only for the run's sigma list (on the host, once per run)
     assert rows.count((3,)) == 15 * 2
+
+
+def test_a_sigma_between_two_timesteps_leaves_the_window_edge_to_the_device():
+    from latentfix_comfy.patch import call_timesteps
+    from lib_latentfix.schedule import steps_between
+
+    sampling = make_model().model.model_sampling
+    log_sigmas = sampling.log_sigmas.double()
+    middle = ((log_sigmas[950] + log_sigmas[951]) / 2).exp()  # the host and the device may round to either side
+    sigmas = torch.stack([sampling.sigmas[960].double(), middle]).float()
+    low, host, high = call_timesteps(sampling, sigmas)
+    assert low[0] == host[0] == high[0] == 960
+    assert {low[1], high[1]} == {950.0, 951.0}
+    schedule = nodes.lf_arguments.from_named({"enabled": True}).schedule()  # the clamp's window is t > 950
+    assert steps_between(schedule, low[0], high[0]) is not None  # decided on the host
+    assert steps_between(schedule, min(low[1], high[1]), max(low[1], high[1])) is None  # the device's own t decides
+
+
+def test_the_latent_point_with_a_noise_mask_leaves_the_kept_area_alone(caplog):
+    from comfyui_standin.workflow import ksample as plain_ksample, make_model as float32_model
+
+    source = torch.randn(1, 4, 16, 16, generator=torch.manual_seed(9)) * 6
+    mask = torch.zeros(1, 16, 16)
+    mask[:, 4:12, 4:12] = 1.0  # SetLatentNoiseMask: 1 = repaint
+    latent = {"samples": source, "noise_mask": mask}
+    with caplog.at_level(logging.WARNING, logger="latentfix"):
+        ours = plain_ksample(latentfix(float32_model()), latent, denoise=0.8, steps=12)
+    assert lines(caplog) == []  # corrected on the sampler latent (no fallback)
+    plain = plain_ksample(float32_model(), latent, denoise=0.8, steps=12)
+    kept = mask[:, None].expand(1, 4, 16, 16) == 0
+    torch.testing.assert_close(ours[kept], plain[kept], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ours[~kept], plain[~kept], atol=1e-3)
