@@ -216,7 +216,7 @@ class LatentFixPatch:
         schedule = self.schedule
         if not (isinstance(sigmas, torch.Tensor) and sigmas.dim() == 1 and sigmas.numel() >= 2):
             if self.point == lf_settings.LATENT:
-                message(f"{after_instead('this run has no sigma list (sample_sigmas)')}")
+                message(after_instead("this run has no sigma list (sample_sigmas)"))
             return _Run(sigmas, schedule, None)
         try:
             host = sigmas.detach().to("cpu")  # the run's one read of its sigma list
@@ -229,7 +229,8 @@ class LatentFixPatch:
         try:
             timesteps = call_timesteps(model.model_sampling, host)
             if self.point == lf_settings.LATENT:
-                landings, why = run_landings(seen, sigmas, host, model)
+                landings, why = (run_landings(seen, sigmas, host, model) if "input" in args
+                                 else (None, "the post-CFG arguments hold no 'input' latent"))
                 if landings is not None:
                     run.plans = latent_plans(self.schedule, landings, timesteps[1])
                     return run

@@ -12,6 +12,7 @@ import functools
 import logging
 
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 import torch
 
 from comfyui_standin import k_diffusion_sampling as kd
@@ -321,3 +322,24 @@ def test_the_latent_point_with_a_noise_mask_leaves_the_kept_area_alone(caplog):
     kept = mask[:, None].expand(1, 4, 16, 16) == 0
     torch.testing.assert_close(ours[kept], plain[kept], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(ours[~kept], plain[~kept], atol=1e-3)
+
+
+@hsettings(max_examples=12, deadline=None)
+@given(sampler=st.sampled_from(["euler", "euler_ancestral", "heun", "dpmpp_2m", "ddim"]),
+       scheduler=st.sampled_from(["normal", "karras"]), steps=st.integers(1, 25),
+       denoise=st.sampled_from([1.0, 0.6]))
+def test_every_model_call_of_a_run_is_matched_to_its_step(sampler, scheduler, steps, denoise):
+    from comfyui_standin.workflow import ksample as plain_ksample, make_model as float32_model
+
+    model = latentfix(float32_model())
+    patch = [f for f in model.model_options["sampler_post_cfg_function"] if isinstance(f, LatentFixPatch)][0]
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.manual_seed(steps)) * 3}
+    calls = []
+    model.set_model_sampler_post_cfg_function(lambda args: calls.append(args["sigma"]) or args["denoised"])
+    plain_ksample(model, latent, sampler=sampler, scheduler=scheduler, steps=steps, denoise=denoise)
+    run = patch._run
+    assert run.plans is not None and run.calls == len(run.plans) == len(calls)
+    # a step's filters are keyed on the timestep of the sigma it starts from (the call that completes it)
+    sigmas = run.key.sigmas
+    ends = [plan.landing.step for _, plan in run.plans if plan.landing is not None]
+    assert ends == list(range(len(sigmas) - 1))
