@@ -165,6 +165,9 @@ class LatentFixPatch:
         try:
             if run.plans is not None and index < len(run.plans):
                 steps, plan = run.plans[index]
+                latent = run.latent
+                if index == len(run.plans) - 1:  # the run's last call: nothing is kept past the run
+                    run.latent = lf_landing.LatentRun()
                 if not plan.works:  # outside every window, nothing kept or carried: no tensor work
                     return x0
                 mask = self._mask_for(captured, sigma, x0, run)
@@ -173,7 +176,7 @@ class LatentFixPatch:
                 def filters(latent: torch.Tensor) -> torch.Tensor:
                     return lf_schedule.apply(lf_schedule.Schedule(name, steps), latent, None, mask=mask)
 
-                corrected = run.latent.land(plan, args["input"], x0, filters)
+                corrected = latent.land(plan, args["input"], x0, filters)
                 return x0 if corrected is None else corrected
             if run.plans is not None and not run.said_more:
                 run.said_more = True
