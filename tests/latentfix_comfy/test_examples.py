@@ -7,8 +7,8 @@ import os
 
 import pytest
 import torch
-
 from comfyui_standin.workflow import empty_latent, ksample, make_model
+
 from latentfix_comfy import nodes
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

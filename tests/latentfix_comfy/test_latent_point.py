@@ -12,18 +12,26 @@ import functools
 import logging
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
 import torch
-
 from comfyui_standin import k_diffusion_sampling as kd
 from comfyui_standin import model_base, samplers
 from comfyui_standin.model_patcher import ModelPatcher
 from comfyui_standin.workflow import NEGATIVE, POSITIVE
-from latentfix_comfy import nodes
-from latentfix_comfy.patch import RUN_KEY, SAMPLER_SAMPLE, WRAPPER_KEY, LatentFixPatch, SamplerSeen, sampler_wrapper
-from lib_latentfix import landing as lf_landing
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from support import reference_sampling as ref
 from support.sync_guard import NoHostSync
+
+from latentfix_comfy import nodes
+from latentfix_comfy.patch import (
+    RUN_KEY,
+    SAMPLER_SAMPLE,
+    WRAPPER_KEY,
+    LatentFixPatch,
+    SamplerSeen,
+    sampler_wrapper,
+)
 
 
 class Float64Model(model_base.BaseModel):
@@ -309,7 +317,8 @@ def test_a_sigma_between_two_timesteps_leaves_the_window_edge_to_the_device():
 
 
 def test_the_latent_point_with_a_noise_mask_leaves_the_kept_area_alone(caplog):
-    from comfyui_standin.workflow import ksample as plain_ksample, make_model as float32_model
+    from comfyui_standin.workflow import ksample as plain_ksample
+    from comfyui_standin.workflow import make_model as float32_model
 
     source = torch.randn(1, 4, 16, 16, generator=torch.manual_seed(9)) * 6
     mask = torch.zeros(1, 16, 16)
@@ -329,7 +338,8 @@ def test_the_latent_point_with_a_noise_mask_leaves_the_kept_area_alone(caplog):
        scheduler=st.sampled_from(["normal", "karras"]), steps=st.integers(1, 25),
        denoise=st.sampled_from([1.0, 0.6]))
 def test_every_model_call_of_a_run_is_matched_to_its_step(sampler, scheduler, steps, denoise):
-    from comfyui_standin.workflow import ksample as plain_ksample, make_model as float32_model
+    from comfyui_standin.workflow import ksample as plain_ksample
+    from comfyui_standin.workflow import make_model as float32_model
 
     model = latentfix(float32_model())
     patch = [f for f in model.model_options["sampler_post_cfg_function"] if isinstance(f, LatentFixPatch)][0]
