@@ -102,7 +102,7 @@ def glue_call(t: float) -> Callable[[Tensor], Tensor]:
     from lib_latentfix.runtime import HostTimesteps, Job, ModelCall
     from lib_latentfix.settings import AFTER_CFG, DEFAULTS
 
-    job = Job(_replace(DEFAULTS, enabled=True), version="bench", report=lambda _: None)
+    job = Job(_replace(DEFAULTS, enabled=True, correction_point=AFTER_CFG), version="bench", report=print)
     job.begin_pass("run", HostTimesteps((t,)))
 
     def run(x: Tensor) -> Tensor:
@@ -126,12 +126,15 @@ def latent_call(t: float) -> Callable[[Tensor], Tensor]:
 
     sigmas = t_to_sigma(torch.tensor([t, max(t - 34.4, 0.0)]))
     landings = k_diffusion_landings(EULER, torch.cat([sigmas, torch.zeros(1)]))[:1]
-    job = Job(_replace(DEFAULTS, enabled=True), version="bench", report=lambda _: None)
+    job = Job(_replace(DEFAULTS, enabled=True), version="bench", report=print)
     job.begin_pass("run", HostTimesteps((t,), landings=landings))
-    latent: dict[str, Tensor] = {}
+    latents: dict[tuple, Tensor] = {}
 
     def run(x: Tensor) -> Tensor:
-        rows = latent.setdefault("x", x * 3.0)  # the sampler's latent rows, beside the prediction
+        key = (tuple(x.shape), x.device)
+        if key not in latents:
+            latents[key] = x * 3.0  # the sampler's latent rows beside the prediction
+        rows = latents[key]
         job.begin_call("run", 0, lambda steps, host_t: ModelCall(steps, None, rows, None, None, host_t))
         out = job.correct(AFTER_CFG, x)
         job.end_call()

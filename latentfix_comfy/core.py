@@ -7,6 +7,6 @@ root on ``sys.path``; there the relative import has no parent and the absolute o
 """
 
 try:
-    from ..lib_latentfix import arguments, preview, schedule, settings  # noqa: F401  (ComfyUI: the repository is the package)
+    from ..lib_latentfix import arguments, landing, preview, schedule, settings  # noqa: F401  (ComfyUI: the repository is the package)
 except ImportError:  # "attempted relative import beyond top-level package": imported on its own
-    from lib_latentfix import arguments, preview, schedule, settings  # noqa: F401
+    from lib_latentfix import arguments, landing, preview, schedule, settings  # noqa: F401

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .core import arguments as lf_arguments, preview, settings as lf_settings
-from .patch import LatentFixPatch, message
+from .patch import SAMPLER_SAMPLE, WRAPPER_KEY, LatentFixPatch, message, sampler_wrapper
 
 CATEGORY = "latent/LatentFix"
 FILTER_GROUPS = ("clamp", "center", "maximize")
@@ -82,8 +82,20 @@ def _values(fields: list[lf_settings.Field], inputs: dict) -> dict[str, Any]:
     return {f.name: inputs[f.name] for f in fields if f.name in inputs}
 
 
+# The correction points ComfyUI offers: "before guidance" needs A1111's separate-prediction hook, which ComfyUI has not.
+COMFY_POINTS = (lf_settings.LATENT, lf_settings.AFTER_CFG)
+
+
+def point_spec() -> tuple:
+    """The advanced node's correction point input: the table's field, offered with the points ComfyUI can run."""
+    field = lf_settings.FIELD_BY_NAME["correction_point"]
+    return ([field.choice_label(c) for c in COMFY_POINTS],
+            {"default": field.choice_label(field.default), "tooltip": field.hint})
+
+
 def patched(model: Any, named: dict[str, Any]) -> Any:
-    """A clone of ``model`` that corrects each image's guided x0; ``model`` itself when nothing would change.
+    """A clone of ``model`` that corrects each image as the settings say (by default on the sampler latent, as the
+    post); ``model`` itself when nothing would change.
 
     Settings that do not fit together (e.g. a window whose start is below its end) print one line and leave the
     model uncorrected.
@@ -96,10 +108,20 @@ def patched(model: Any, named: dict[str, Any]) -> Any:
     schedule = settings.schedule()
     if not schedule.steps:
         return model
+    point = settings.correction_point
+    if point not in COMFY_POINTS:
+        message(f"the correction point {lf_settings.POINT_LABELS.get(point, point)!r} needs AUTOMATIC1111; ComfyUI has "
+                f"no such hook, so this model is corrected {lf_settings.POINT_LABELS[lf_settings.AFTER_CFG]}")
+        point = lf_settings.AFTER_CFG
     clone = model.clone()
-    patch = LatentFixPatch(schedule, clone.model_options.get("denoise_mask_function"))
+    patch = LatentFixPatch(schedule, clone.model_options.get("denoise_mask_function"), point)
     clone.set_model_sampler_post_cfg_function(patch)
     clone.set_model_denoise_mask_function(patch.denoise_mask)
+    if callable(getattr(clone, "add_wrapper_with_key", None)):
+        present = clone.get_wrappers(SAMPLER_SAMPLE, WRAPPER_KEY) if callable(getattr(clone, "get_wrappers", None)) else []
+        if sampler_wrapper not in present:  # (a ComfyUI without sampler wrappers: each run falls back, one line)
+            clone.add_wrapper_with_key(SAMPLER_SAMPLE, WRAPPER_KEY, sampler_wrapper)  # which sampler runs, per run
+    # (both points use it: the model calls' timesteps, hence the windows, are known on the host from the sampler)
     return clone
 
 
@@ -110,9 +132,11 @@ def patched(model: Any, named: dict[str, Any]) -> Any:
 class LatentFix:
     """Preset + overall strength."""
 
-    DESCRIPTION = ("Corrects each image's guided prediction during sampling with the SDXL latent filters of "
-                   "'SDXL latent space explained' (soft clamp, colour centering, range maximize), as the WebUI "
-                   "extension does. SD 1.x/2.x and SDXL models; other latent formats pass through.")
+    DESCRIPTION = ("Corrects each image's latent after every sampler step, as the post's callback does, with the SDXL "
+                   "latent filters of 'SDXL latent space explained' (soft clamp, colour centering, range maximize), "
+                   "as the WebUI extension does (exact for euler, ddim, heun and dpmpp_2m; euler_ancestral before its "
+                   "added noise; other samplers: the guided prediction). SD 1.x/2.x and SDXL models; other latent "
+                   "formats pass through.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
@@ -147,10 +171,14 @@ class LatentFixAdvanced:
     def INPUT_TYPES(cls) -> dict:
         required: dict[str, tuple] = {"model": LatentFix.INPUT_TYPES()["required"]["model"]}
         required.update({f.name: input_spec(f) for f in _main_numbers() + _filter_fields()})
+        required["correction_point"] = point_spec()
         return {"required": required}
 
     def patch(self, model: Any, **inputs: Any) -> tuple:
-        return (patched(model, _values(_main_numbers() + _filter_fields(), inputs)),)
+        named = _values(_main_numbers() + _filter_fields(), inputs)
+        if "correction_point" in inputs:
+            named["correction_point"] = inputs["correction_point"]
+        return (patched(model, named),)
 
 
 LATENT_SPACES = {

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -131,11 +131,11 @@ def k_diffusion_landings(kind: str, sigmas: Tensor, *, eta: float = 1.0) -> tupl
             out.append(None)
             out.append(Landing(a=half_1, b=-half_1, step=i, hx=1.0 + half_0, hp=-half_0))
         else:  # DPM++ 2M: x_next = (σ_next/σ)·x − expm1(−h)·(c1·P − c2·P_prev), first and last steps first-order
-            ratio = float(s1 / s0)
             if float(s1) == 0:
                 out.append(Landing(a=0.0, b=1.0, step=i))
                 continue
             t, t_next = s0.log().neg(), s1.log().neg()
+            ratio = float(t_next.neg().exp() / t.neg().exp())  # σ_next/σ as the sampler computes it, through t
             h = t_next - t
             weight = float((-h).expm1().neg())
             if i == 0:
@@ -250,6 +250,45 @@ def rewrite(landing: Landing, latent: Tensor, filtered: Tensor, carried: Optiona
     return delta
 
 
+class LatentRun:
+    """One sampler run at the latent point, per model call in order (host-free; the WebUI's Job and the ComfyUI
+    patch both keep one): the previous call's latent rows and prediction when its plan keeps them, and the last
+    change of a prediction with its weight, which a multistep sampler's next call takes back out."""
+
+    __slots__ = ("kept", "change", "weight")
+
+    def __init__(self) -> None:
+        self.kept: Optional[tuple[Tensor, Tensor]] = None
+        self.change: Optional[Tensor] = None  # the last filtered change δ (weight 1 then, times each carry after)
+        self.weight = 0.0
+
+    def skip(self) -> None:
+        """A call that does nothing (no window, nothing kept, no change left worth carrying): the next call sees no
+        change to take back out and nothing kept."""
+        self.kept, self.change, self.weight = None, None, 0.0
+
+    def land(self, plan: CallPlan, x: Optional[Tensor], prediction: Tensor,
+             filters: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
+        """The prediction that makes this call's step land where ``plan`` says (a new tensor), or None when the
+        call only keeps what the next one needs. ``x``: the latent rows of ``prediction``; ``filters``: the post's
+        filters at the step's timestep, applied to the landed latent (float32, float64 for float64 predictions)."""
+        previous, self.kept = self.kept, ((x, prediction) if plan.keep else None)
+        landing = plan.landing
+        if landing is None or not (plan.filters or plan.carry):
+            self.change = None
+            return None
+        if plan.filters:
+            dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
+            latent = landed_latent(landing, x, prediction, previous, dtype)
+            change = rewrite(landing, latent, filters(latent), self.change, plan.carry * self.weight)
+            self.change, self.weight = change, 1.0
+            return torch.add(prediction, change.to(prediction.dtype))
+        if self.change is None:  # only the previous change to take back out (DPM++ 2M reuses that prediction)
+            return None
+        self.weight *= plan.carry
+        return torch.add(prediction, self.change.to(prediction.dtype), alpha=self.weight)
+
+
 __all__ = ["CallPlan", "DDIM", "DPMPP_2M", "EULER", "EULER_ANCESTRAL", "HEUN", "HISTORY_CUTOFF", "KIND_LABELS",
-           "Landing", "SAMPLER_FUNCTIONS", "ddim_landings", "k_diffusion_landings", "landed_latent", "plan_calls",
+           "Landing", "LatentRun", "SAMPLER_FUNCTIONS", "ddim_landings", "k_diffusion_landings", "landed_latent", "plan_calls",
            "rewrite", "sampler_kind"]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from . import infotext as lf_infotext
-from .landing import CallPlan, Landing, landed_latent, plan_calls, rewrite
+from .landing import CallPlan, Landing, LatentRun, plan_calls
 from .schedule import EDGE_MARGIN, Schedule, Step, run, steps_between
 from .settings import AFTER_CFG, BEFORE_CFG, FEW_STEPS, FILTER_SECTIONS, LATENT, PARTS, Settings
 from .sigmas import eps_after_x0_change, eps_to_x0
@@ -184,9 +184,7 @@ class Job:
         self._host_key: Any = None
         # per model call of the current run: (host-known bounds, active steps, the latent point's plan or None)
         self._plan: tuple[tuple[Optional[tuple[float, float]], Optional[tuple[Step, ...]], Optional[CallPlan]], ...] = ()
-        self._kept: Optional[tuple[Tensor, Tensor]] = None  # the latent point: the previous call's rows and prediction
-        self._change: Optional[Tensor] = None  # the latent point: the last change of a prediction (δ / weight)
-        self._change_weight = 0.0
+        self._latent = LatentRun()  # the latent point: what the previous call kept, the last change (per run)
         self._said_fallback: set[str] = set()
         self._dtype: Optional[torch.dtype] = None  # the latent point: the predictions' dtype, once seen
         self._unknown_why: Optional[str] = None
@@ -228,7 +226,7 @@ class Job:
         self._end_pass()
         self._started = True  # sampling has begun: from now on the infotext claims only what ran (maybe nothing)
         self._host, self._host_key, self._unknown_why = host, key, why
-        self._kept, self._change, self._change_weight = None, None, 0.0
+        self._latent = LatentRun()
         self._passes.append(_Pass(name, self._parts))
         self._pass_open = True
         if self.settings.correction_point == LATENT:
@@ -277,7 +275,7 @@ class Job:
             if latent.landing is not None:
                 self._passes[-1].calls.append(bounds)
             if not latent.works or (self._dtype is not None and latent.negligible(self._dtype)):
-                self._change = None
+                self._latent.skip()
                 return False
             call = capture(steps, bounds)
             self._call = None if call is None else replace(call, latent=latent)
@@ -344,30 +342,20 @@ class Job:
         the filtered latent, or None when this call only keeps what the next one needs."""
         plan = call.latent
         self._dtype = prediction.dtype
-        x = prediction_rows(prediction.shape[0], call.x_in) if plan.keep or plan.filters else None
-        previous, self._kept = self._kept, ((x, prediction) if plan.keep else None)
-        landing = plan.landing
-        if landing is None or not (plan.filters or plan.carry):
-            self._change = None
-            return None
-        if plan.filters:
-            dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
-            latent = landed_latent(landing, x, prediction, previous, dtype)
+
+        def filters(latent: Tensor) -> Tensor:
             filtered, evidence = run(Schedule(self.schedule.name, call.steps), latent, None, mask=call.mask)
             if evidence is not None:
                 self._evidence.append(evidence)
-            change = rewrite(landing, latent, filtered, self._change, plan.carry * self._change_weight)
-            self._change, self._change_weight = change, 1.0
-            corrected = torch.add(prediction, change.to(prediction.dtype))
             if self.observer is not None:
                 self.observer(LATENT, latent, filtered, call)
+            return filtered
+
+        x = prediction_rows(prediction.shape[0], call.x_in) if plan.keep or plan.filters else None
+        corrected = self._latent.land(plan, x, prediction, filters)
+        if plan.filters and corrected is not None:
             self._corrected.add(LATENT)
             self._infotext = None
-        else:  # only the previous change to take back out (DPM++ 2M reuses that prediction)
-            if self._change is None:
-                return None
-            self._change_weight *= plan.carry
-            corrected = torch.add(prediction, self._change.to(prediction.dtype), alpha=self._change_weight)
         return corrected
 
     def end_call(self) -> None:

@@ -177,6 +177,8 @@ BLOG = Schedule(
 
 # Timesteps: a host-known t this close to a window edge is left to the device's own t. Hosts that round t to the
 # nearest integer (Forge's predictor, A1111 with quantization) move it by up to 0.5; the rest is float error.
+# ComfyUI's t is a whole number (the nearest table entry): there the host passes the range of entries the device
+# may pick for the call's sigma (two next to a tie), and the same rule applies to that range.
 EDGE_MARGIN = 0.501
 
 

@@ -29,13 +29,22 @@ class ModelPatcher:
         self.load_device = load_device
         self.model_options = {"transformer_options": {}}  # as ModelPatcher.__init__ starts them
         self.parent = None
+        self.wrappers = {}  # model_patcher.py:260: {wrapper type: {key: [functions]}}
 
     def clone(self):
         # as ModelPatcher.clone: the model shared, model_options deep-copied, the parent recorded
         n = self.__class__(self.model, self.load_device)
         n.model_options = copy.deepcopy(self.model_options)
         n.parent = self
+        n.wrappers = {kind: {key: list(functions) for key, functions in by_key.items()}  # 343-347: lists copied
+                      for kind, by_key in self.wrappers.items()}
         return n
+
+    def add_wrapper_with_key(self, wrapper_type, key, wrapper):  # model_patcher.py:1064-1066
+        self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
+
+    def get_wrappers(self, wrapper_type, key):  # model_patcher.py:1073-1074
+        return self.wrappers.get(wrapper_type, {}).get(key, [])
 
     def get_model_object(self, name):
         return getattr(self.model, name)

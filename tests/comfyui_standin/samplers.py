@@ -11,6 +11,7 @@ import math
 import torch
 
 from . import k_diffusion_sampling as kd
+from . import patcher_extension
 from .model_patcher import create_model_options_clone
 
 
@@ -74,9 +75,11 @@ class KSamplerX0Inpaint:  # samplers.py:390-403
         return prediction * denoise_mask + self.latent_image * kept
 
 
-class KSAMPLER:  # samplers.py:714-756
-    def __init__(self, name):
-        self.sampler_function = kd.SAMPLERS[name]
+class KSAMPLER:  # samplers.py:714-756 (the function is called without callback/disable: the stand-in's take none)
+    def __init__(self, sampler_function, extra_options={}, inpaint_options={}):
+        self.sampler_function = sampler_function
+        self.extra_options = extra_options
+        self.inpaint_options = inpaint_options
 
     def max_denoise(self, model_wrap, sigmas):
         max_sigma = float(model_wrap.inner_model.model_sampling.sigma_max)
@@ -87,11 +90,25 @@ class KSAMPLER:  # samplers.py:714-756
         extra_args["denoise_mask"] = denoise_mask
         model_k = KSamplerX0Inpaint(model_wrap, sigmas)
         model_k.latent_image = latent_image
-        model_k.noise = noise
+        if self.inpaint_options.get("random", False):  # "ddim": the masked area is re-noised with fresh noise
+            generator = torch.manual_seed(extra_args.get("seed", 41) + 1)
+            model_k.noise = torch.randn(noise.shape, generator=generator).to(noise.dtype).to(noise.device)
+        else:
+            model_k.noise = noise
         noise = model_wrap.inner_model.model_sampling.noise_scaling(sigmas[0], noise, latent_image,
                                                                    self.max_denoise(model_wrap, sigmas))
-        samples = self.sampler_function(model_k, noise, sigmas, extra_args=extra_args)
+        samples = self.sampler_function(model_k, noise, sigmas, extra_args=extra_args, **self.extra_options)
         return model_wrap.inner_model.model_sampling.inverse_noise_scaling(sigmas[-1], samples)
+
+
+def ksampler(sampler_name, extra_options={}, inpaint_options={}):  # samplers.py:756-781 (k-diffusion names only)
+    return KSAMPLER(kd.SAMPLERS[sampler_name], extra_options, inpaint_options)
+
+
+def sampler_object(name):  # samplers.py:1102-1111: ComfyUI's "ddim" is Euler with random inpaint noise
+    if name == "ddim":
+        return ksampler("euler", inpaint_options={"random": True})
+    return ksampler(name)
 
 
 class CFGGuider:  # samplers.py:934-1061 (wrappers, hooks and model loading left out)
@@ -107,6 +124,9 @@ class CFGGuider:  # samplers.py:934-1061 (wrappers, hooks and model loading left
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, seed=None):
         # samplers.py:1002-1053 -> outer_sample 982-1000 -> inner_sample 964-980
         self.model_options = create_model_options_clone(self.model_options)  # 1036-1037
+        # sampler_helpers.prepare_model_patcher (1042): the patcher's wrappers join the options' own
+        patcher_extension.merge_into(self.model_options["transformer_options"].setdefault("wrappers", {}),
+                                     self.model_patcher.wrappers)
         self.inner_model = self.model_patcher.model
         device = self.model_patcher.load_device
         if denoise_mask is not None:  # sampler_helpers.prepare_mask -> utils.reshape_mask 1212-1231
@@ -123,7 +143,10 @@ class CFGGuider:  # samplers.py:934-1061 (wrappers, hooks and model loading left
         extra_model_options = create_model_options_clone(self.model_options)  # 970-972
         extra_model_options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
         extra_args = {"model_options": extra_model_options, "seed": seed}
-        samples = sampler.sample(self, sigmas, extra_args, noise, latent_image, denoise_mask)
+        executor = patcher_extension.WrapperExecutor.new_class_executor(  # 974-979: SAMPLER_SAMPLE wrappers
+            sampler.sample, sampler,
+            patcher_extension.get_all_wrappers(patcher_extension.SAMPLER_SAMPLE, extra_model_options, is_model_options=True))
+        samples = executor.execute(self, sigmas, extra_args, noise, latent_image, denoise_mask)
         return self.inner_model.process_latent_out(samples.to(torch.float32))  # 980
 
 
@@ -180,7 +203,8 @@ class KSampler:  # samplers.py:1113-1177
         guider = CFGGuider(self.model)
         guider.conds = dict(positive=positive, negative=negative)
         guider.cfg = cfg
-        return guider.sample(noise, latent_image, KSAMPLER(self.sampler), sigmas, denoise_mask=denoise_mask, seed=seed)
+        return guider.sample(noise, latent_image, sampler_object(self.sampler), sigmas, denoise_mask=denoise_mask,
+                             seed=seed)
 
 
 def common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=1.0,
@@ -205,3 +229,14 @@ def ksampler_advanced(model, add_noise, noise_seed, steps, cfg, sampler_name, sc
     return common_ksampler(model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                            disable_noise=not add_noise, start_step=start_at_step, last_step=end_at_step,
                            force_full_denoise=not return_with_leftover_noise)
+
+
+def sample_custom(model, noise_seed, cfg, positive, negative, sampler, sigmas, latent):
+    # comfy_extras/nodes_custom_sampler.py SamplerCustom -> comfy/sample.py sample_custom: any SAMPLER (e.g. a
+    # KSAMPLER around a function of another node pack) over any SIGMAS, noise added
+    latent_image = latent["samples"]
+    noise = torch.randn(latent_image.size(), dtype=latent_image.dtype, generator=torch.manual_seed(noise_seed))
+    guider = CFGGuider(model)
+    guider.conds = {"positive": positive, "negative": negative}
+    guider.cfg = cfg
+    return guider.sample(noise, latent_image, sampler, sigmas, denoise_mask=latent.get("noise_mask"), seed=noise_seed)

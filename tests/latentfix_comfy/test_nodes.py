@@ -27,6 +27,11 @@ def simple(model, preset="Post defaults", **numbers):
     return nodes.LatentFix().patch(model, preset, **numbers)[0]
 
 
+def after(model, preset="Post defaults", **numbers):
+    """The node with the "after guidance" point: the guided x0 of each model call is corrected (0.1.0's default)."""
+    return nodes.patched(model, {"preset": preset, "correction_point": "after", **numbers})
+
+
 def advanced(model, **overrides):
     inputs = {name: spec[1]["default"] for name, spec in nodes.LatentFixAdvanced.INPUT_TYPES()["required"].items()
               if name != "model"}
@@ -84,7 +89,7 @@ def test_unpatched_model_is_bit_identical_to_no_node():
     ("euler", "normal", 8), ("euler_ancestral", "normal", 8), ("dpmpp_2m", "karras", 8), ("heun", "normal", 15)])
 def test_every_call_of_real_sampler_loops_equals_the_core_per_image(sampler, scheduler, calls):
     rec = Recorder()
-    patched, run_model = wrap(make_model(), simple, rec)
+    patched, run_model = wrap(make_model(), after, rec)
     ksample(run_model, empty_latent(batch=3), sampler=sampler, scheduler=scheduler)
     assert len(rec.before) == calls  # heun: 2 calls per step except the last (HOST-FACTS)
     assert_calls_equal_core(rec, schedule_of(patched))
@@ -95,7 +100,7 @@ def test_every_call_of_real_sampler_loops_equals_the_core_per_image(sampler, sch
 
 def test_post_cfg_args_are_the_guided_x0_with_one_sigma_per_row():
     rec = Recorder()
-    _, run_model = wrap(make_model(), simple, rec)
+    _, run_model = wrap(make_model(), after, rec)
     ksample(run_model, empty_latent(batch=2), cfg=5.0)
     sigma, x0, options, _ = rec.before[0]
     assert sigma.shape == (2,) and x0.shape == (2, 4, 16, 16)
@@ -104,7 +109,7 @@ def test_post_cfg_args_are_the_guided_x0_with_one_sigma_per_row():
 
 def test_cfg_one_corrects_the_conditional_prediction():
     rec = Recorder()
-    patched, run_model = wrap(make_model(), simple, rec)
+    patched, run_model = wrap(make_model(), after, rec)
     ksample(run_model, empty_latent(), cfg=1.0)
     assert_calls_equal_core(rec, schedule_of(patched))
 
@@ -121,7 +126,7 @@ def test_batch_rows_are_independent_of_their_neighbours():
 
 def test_two_sampler_refiner_workflow_corrects_each_stage_in_its_own_window():
     rec = Recorder()
-    patched, run_model = wrap(make_model(), simple, rec)
+    patched, run_model = wrap(make_model(), after, rec)
     first = samplers.ksampler_advanced(run_model, True, 7, 8, 7.0, "euler", "normal", POSITIVE, NEGATIVE,
                                        empty_latent(), 0, 5, True)[0]
     calls_first = len(rec.before)
@@ -136,7 +141,7 @@ def test_two_sampler_refiner_workflow_corrects_each_stage_in_its_own_window():
 
 def test_denoise_half_starts_at_a_lower_timestep_and_still_equals_the_core():
     rec = Recorder()
-    patched, run_model = wrap(make_model(), simple, rec)
+    patched, run_model = wrap(make_model(), after, rec)
     source = {"samples": torch.randn(2, 4, 16, 16, generator=torch.manual_seed(5)) * 5}
     ksample(run_model, source, denoise=0.5)
     ts = [int(m.model_sampling.timestep(s)[0]) for s, _, _, m in rec.before]
@@ -148,7 +153,7 @@ def test_denoise_half_starts_at_a_lower_timestep_and_still_equals_the_core():
 
 def test_noise_mask_statistics_come_from_the_repainted_area():
     rec = Recorder()
-    patched, run_model = wrap(make_model(), simple, rec)
+    patched, run_model = wrap(make_model(), after, rec)
     source = torch.randn(1, 4, 16, 16, generator=torch.manual_seed(9)) * 6
     mask = torch.zeros(1, 16, 16)
     mask[:, 4:12, 4:12] = 1.0  # SetLatentNoiseMask: 1 = repaint
@@ -165,7 +170,7 @@ def test_noise_mask_is_used_when_the_model_call_gets_a_copy_of_sigma(monkeypatch
     whose model call gets a copy of the sigma the mask function saw still takes statistics from the repainted area."""
     monkeypatch.setattr(samplers.KSamplerX0Inpaint, "copy_sigma", True)
     rec = Recorder()
-    patched, run_model = wrap(make_model(), simple, rec)
+    patched, run_model = wrap(make_model(), after, rec)
     source = torch.randn(1, 4, 16, 16, generator=torch.manual_seed(9)) * 6
     mask = torch.zeros(1, 16, 16)
     mask[:, 4:12, 4:12] = 1.0
@@ -193,7 +198,7 @@ def test_an_existing_denoise_mask_function_is_chained_and_its_mask_used():
     base = make_model()
     base.set_model_denoise_mask_function(threshold)
     rec = Recorder()
-    patched, run_model = wrap(base, simple, rec)
+    patched, run_model = wrap(base, after, rec)
     mask = torch.zeros(1, 16, 16)
     mask[:, 2:14, 2:9] = 0.7
     ksample(run_model, {"samples": torch.randn(1, 4, 16, 16) * 4, "noise_mask": mask}, denoise=0.7)
@@ -216,13 +221,13 @@ def test_other_latent_formats_pass_through_with_one_line_per_run(caplog):
 
 def test_sd15_latents_are_corrected():
     rec = Recorder()
-    patched, run_model = wrap(make_model(model_base.SD15()), simple, rec)
+    patched, run_model = wrap(make_model(model_base.SD15()), after, rec)
     ksample(run_model, empty_latent())
     assert_calls_equal_core(rec, schedule_of(patched))
 
 
 def test_no_host_sync_after_the_run_is_set_up():
-    model = simple(make_model())
+    model = after(make_model())
     patch = model.model_options["sampler_post_cfg_function"][0]
     sigmas = torch.tensor([14.6, 7.0, 3.0, 0.5, 0.03, 0.0])
     options = {"transformer_options": {"sample_sigmas": sigmas}}
@@ -238,7 +243,7 @@ def test_no_host_sync_after_the_run_is_set_up():
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_dtype_is_kept(dtype):
-    model = simple(make_model())
+    model = after(make_model())
     patch = model.model_options["sampler_post_cfg_function"][0]
     x0 = (torch.randn(2, 4, 8, 8) * 3).to(dtype)
     sigma = torch.full((2,), 0.05)
@@ -249,7 +254,7 @@ def test_dtype_is_kept(dtype):
 
 
 def test_an_error_in_the_hook_turns_correction_off_for_the_run_and_keeps_the_prediction(caplog):
-    model = simple(make_model())
+    model = after(make_model())
     patch = model.model_options["sampler_post_cfg_function"][0]
 
     class Broken:
@@ -296,7 +301,7 @@ def test_advanced_inputs_are_the_settings_table():
     required = nodes.LatentFixAdvanced.INPUT_TYPES()["required"]
     table = [f for f in lf_settings.FIELDS if f.group == "main" and f.kind == "float"] + \
         [f for f in lf_settings.FIELDS if f.group in ("clamp", "center", "maximize")]
-    assert list(required) == ["model", *[f.name for f in table]]
+    assert list(required) == ["model", *[f.name for f in table], "correction_point"]
     for f in table:
         kind, options = required[f.name]
         if f.kind == "float":
@@ -307,7 +312,13 @@ def test_advanced_inputs_are_the_settings_table():
         elif f.kind == "channels":
             assert kind == "STRING" and lf_settings.coerce(f.name, options["default"]) == f.default
         assert options["tooltip"].startswith(f.hint)
-    assert "correction_point" not in required and "diagnostics" not in required
+    assert "diagnostics" not in required
+    # the correction point: the table's field, offered with the points ComfyUI can run ("before" is A1111's hook)
+    choices, options = required["correction_point"]
+    assert choices == ["sampler latent (as the post)", "after guidance"]
+    assert options["default"] == "sampler latent (as the post)" and options["tooltip"] == \
+        lf_settings.FIELD_BY_NAME["correction_point"].hint
+    assert [lf_settings.coerce("correction_point", c) for c in choices] == [lf_settings.LATENT, lf_settings.AFTER_CFG]
 
 
 def test_advanced_defaults_equal_the_post_defaults_preset():
@@ -419,7 +430,7 @@ def test_latent_view_of_a_16_channel_latent_gives_the_channel_view_twice(caplog)
 @hsettings(max_examples=15, deadline=None)
 @given(batch=st.integers(1, 3), sigma=st.floats(0.03, 14.6), scale=st.floats(0.1, 8.0), seed=st.integers(0, 99))
 def test_hook_equals_the_core_for_any_sigma_and_batch(batch, sigma, scale, seed):
-    model = simple(make_model())
+    model = after(make_model())
     patch = model.model_options["sampler_post_cfg_function"][0]
     x0 = torch.randn(batch, 4, 8, 8, generator=torch.manual_seed(seed)) * scale
     sig = torch.full((batch,), sigma)

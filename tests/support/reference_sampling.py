@@ -33,20 +33,26 @@ def _t(model, sigma) -> float:
                        if hasattr(model.inner_model, "inner_model") else model.alphas_cumprod)
 
 
-def euler(model, x, sigmas, extra_args=None, callback=None, disable=None, filter_step=post_step_per_image):
+def comfy_timestep(model, sigma) -> float:
+    """ComfyUI's timestep of ``sigma``: the model's own ``model_sampling.timestep`` (the nearest table entry, a whole
+    number), reached from the KSamplerX0Inpaint -> CFGGuider -> BaseModel chain the sampler function is given."""
+    return float(model.inner_model.inner_model.model_sampling.timestep(sigma))
+
+
+def euler(model, x, sigmas, extra_args=None, callback=None, disable=None, filter_step=post_step_per_image, timestep=_t):
     ones = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         sigma, following = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * ones, **extra_args)
         slope = (x - denoised) / sigma
-        x = filter_step(x + slope * (following - sigma), _t(model, sigma))
+        x = filter_step(x + slope * (following - sigma), timestep(model, sigma))
     return x
 
 
 def euler_ancestral_before_noise(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0,
-                                 noise_sampler=None, filter_step=post_step_per_image, after_noise=False):
+                                 noise_sampler=None, filter_step=post_step_per_image, after_noise=False, timestep=_t):
     """Euler a; the filters act on the noise-free latent (``after_noise``: on the latent with its noise, as the
-    post's callback sees it)."""
+    post's callback sees it). ``timestep(model, sigma)``: the step's timestep as the host computes it."""
     ones = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         sigma, following = sigmas[i], sigmas[i + 1]
@@ -55,15 +61,15 @@ def euler_ancestral_before_noise(model, x, sigmas, extra_args=None, callback=Non
         down = (following ** 2 - up ** 2) ** 0.5
         x = x + (x - denoised) / sigma * (down - sigma)
         if not after_noise:
-            x = filter_step(x, _t(model, sigma))
+            x = filter_step(x, timestep(model, sigma))
         if following > 0:
             x = x + noise_sampler(sigma, following) * up
         if after_noise:
-            x = filter_step(x, _t(model, sigma))
+            x = filter_step(x, timestep(model, sigma))
     return x
 
 
-def heun(model, x, sigmas, extra_args=None, callback=None, disable=None, filter_step=post_step_per_image):
+def heun(model, x, sigmas, extra_args=None, callback=None, disable=None, filter_step=post_step_per_image, timestep=_t):
     ones = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         sigma, following = sigmas[i], sigmas[i + 1]
@@ -75,11 +81,12 @@ def heun(model, x, sigmas, extra_args=None, callback=None, disable=None, filter_
             trial = x + slope * step
             slope_2 = (trial - model(trial, following * ones, **extra_args)) / following
             x = x + (slope + slope_2) / 2 * step
-        x = filter_step(x, _t(model, sigma))
+        x = filter_step(x, timestep(model, sigma))
     return x
 
 
-def dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=None, filter_step=post_step_per_image):
+def dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=None, filter_step=post_step_per_image,
+             timestep=_t):
     ones = x.new_ones([x.shape[0]])
     previous = None  # the previous prediction as the model made it
     for i in range(len(sigmas) - 1):
@@ -92,9 +99,9 @@ def dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=None, fil
         else:
             r = (lam - (-sigmas[i - 1].log())) / h
             blended = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * previous
-        x = (following / sigma) * x - (-h).expm1() * blended
+        x = (lam_next.neg().exp() / lam.neg().exp()) * x - (-h).expm1() * blended  # σ_next/σ through λ, as k-diffusion
         previous = denoised
-        x = filter_step(x, _t(model, sigma))
+        x = filter_step(x, timestep(model, sigma))
     return x
 
 

@@ -110,7 +110,7 @@ def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=No
         else:
             r = (t - t_fn(sigmas[i - 1])) / h
             d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-        x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * d
+        x = (t_next.neg().exp() / t.neg().exp()) * x - (-h).expm1() * d  # σ_next/σ through t, as k-diffusion computes it
         old_denoised = denoised
     return x
 
