@@ -34,8 +34,9 @@ def _component(field: lf_settings.Field, value: Any, elem_id: str, forge_like: b
     choices = [field.choice_label(c) for c in field.choices]
     if field.name == "correction_point":
         if forge_like:  # Forge and reForge never call the 'before guidance' hook: offer only what works here
-            choices = [field.choice_label(lf_settings.AFTER_CFG)]
-            shown = choices[0]
+            choices = [field.choice_label(c) for c in field.choices if c != lf_settings.BEFORE_CFG]
+            if shown not in choices:
+                shown = field.choice_label(lf_settings.AFTER_CFG)
         return gr.Radio(choices=choices, value=shown, label=field.label, elem_id=elem_id)
     return gr.Dropdown(choices=choices, value=shown, label=field.label, elem_id=elem_id)
 

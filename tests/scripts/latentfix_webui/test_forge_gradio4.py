@@ -45,7 +45,8 @@ def test_forge_ui_under_gradio_4_40_offers_no_before_guidance(probed):
     assert result["gradio"].startswith("4.40")
     assert result["enabled_class"] == "InputAccordionImpl"  # Forge's InputAccordion, not the A1111 class
     assert result["controls"] == len(lf_settings.FIELDS)  # every control still reaches the script, in order
-    assert result["correction_point_choices"] == [["after guidance", "after guidance"]]
+    assert result["correction_point_choices"] == [["sampler latent (as the post)", "sampler latent (as the post)"],
+                                                  ["after guidance", "after guidance"]]
 
 
 def test_forge_ui_under_gradio_4_40_folds_sections_and_updates_their_headers(probed):

@@ -71,4 +71,6 @@ def test_before_guidance_is_not_offered_on_forge():
     host = harness.make_host("forge", "sdxl")
     host.load_extension()
     radio = next(c for c in host.extension.script("txt2img").controls if c.elem_id.endswith("correction_point"))
-    assert [c if isinstance(c, str) else c[0] for c in radio.choices] == ["after guidance"]
+    assert [c if isinstance(c, str) else c[0] for c in radio.choices] == ["sampler latent (as the post)",
+                                                                           "after guidance"]
+    assert radio.value == "sampler latent (as the post)"
