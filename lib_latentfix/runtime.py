@@ -10,7 +10,6 @@ fields are written only here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
