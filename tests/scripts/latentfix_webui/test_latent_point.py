@@ -159,3 +159,16 @@ def test_dpmpp_2m_only_takes_its_carried_change_back_out_between_the_windows(mon
     between = per_call[10:20]
     assert all(0 < n <= 14 for n in between), str(per_call)
     assert min(per_call[:10]) > 20 and min(per_call[21:28]) > 20  # the windows' calls filter
+
+
+@pytest.mark.parametrize("point", ["latent", "after"])
+@pytest.mark.parametrize("flavour", ["a1111", "forge"])
+@pytest.mark.parametrize("steps,unclaimed", [(4, "LatentFix clamp"), (3, "LatentFix maximize")])
+def test_ddim_windows_are_decided_on_the_host_and_the_infotext_claims_only_what_ran(flavour, point, steps, unclaimed):
+    """DDIM's timesteps are fixed before sampling (4 steps: 751, 501, 251; 3 steps: 667, 334) on every WebUI: a
+    window none of them reaches is not claimed."""
+    host = harness.make_host(flavour, "sdxl")
+    host.load_extension()
+    run = host.txt2img(args(correction_point=point), sampler="DDIM", steps=steps, seed=3)
+    said = _infotext(run)
+    assert unclaimed not in said and f"point={point}" in said["LatentFix options"]
