@@ -177,7 +177,7 @@ class LatentFixPatch:
                 name = run.schedule.name
 
                 def filters(latent: torch.Tensor) -> torch.Tensor:
-                    return lf_schedule.apply(lf_schedule.Schedule(name, steps), latent, None, mask=mask)
+                    return lf_schedule.run(lf_schedule.Schedule(name, steps), latent, None, mask=mask, change=True)[0]
 
                 corrected = latent.land(plan, args["input"], x0, filters)
                 return x0 if corrected is None else corrected

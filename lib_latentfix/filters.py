@@ -258,6 +258,22 @@ class Affine:
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
+    def change(self, x: Tensor) -> Tensor:
+        """``apply(x) − x`` in one elementwise pass, in ``x``'s dtype (with a scale: ``(scale − 1)·x + offset``)."""
+        ref = self.scale if self.scale is not None else self.offset
+        if ref is None:
+            return torch.zeros_like(x)
+        shape = (x.shape[0], x.shape[1], 1, 1)
+        work = x if x.dtype == ref.dtype else x.to(ref.dtype)
+        if self.scale is None:
+            out = self.offset.reshape(shape).expand_as(work).clone()
+        elif self.offset is None:
+            out = work.mul((self.scale - 1).reshape(shape))
+        else:
+            out = torch.addcmul(self.offset.reshape(shape), work, (self.scale - 1).reshape(shape))
+        return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
 def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
     if a is None:
         return b

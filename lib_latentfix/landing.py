@@ -231,6 +231,8 @@ def plan_calls(landings: Sequence[Optional[Landing]], filters: Sequence[bool]) -
 def landed_latent(landing: Landing, x: Tensor, prediction: Tensor, previous: Optional[tuple[Tensor, Tensor]],
                   dtype: torch.dtype) -> Tensor:
     """The latent the step would produce from the predictions as the model made them, in ``dtype``."""
+    if previous is None and abs(landing.a + landing.b - 1.0) <= 1e-12:  # Euler-like: one pass
+        return torch.lerp(prediction.to(dtype), x.to(dtype), landing.a)
     latent = torch.add(prediction.to(dtype), x.to(dtype), alpha=landing.a / landing.b).mul_(landing.b)
     if previous is not None:
         x_prev, p_prev = previous
@@ -241,10 +243,11 @@ def landed_latent(landing: Landing, x: Tensor, prediction: Tensor, previous: Opt
     return latent
 
 
-def rewrite(landing: Landing, latent: Tensor, filtered: Tensor, carried: Optional[Tensor], carry: float) -> Tensor:
-    """δ, the change of the prediction that makes the step land on ``filtered`` instead of ``latent``, plus
-    ``carry``·``carried`` (the share of the previous change this step takes back out, see :func:`plan_calls`)."""
-    delta = torch.sub(filtered, latent).div_(landing.b)
+def rewrite(landing: Landing, moved: Tensor, carried: Optional[Tensor], carry: float) -> Tensor:
+    """δ, the change of the prediction that moves the step's latent by ``moved`` (= F(L) − L, a tensor this
+    function may overwrite), plus ``carry``·``carried`` (the share of the previous change this step takes back out,
+    see :func:`plan_calls`)."""
+    delta = moved.div_(landing.b)
     if carried is not None and carry != 0.0:
         delta.add_(carried.to(delta.dtype), alpha=carry)
     return delta
@@ -259,7 +262,7 @@ class LatentRun:
 
     def __init__(self) -> None:
         self.kept: Optional[tuple[Tensor, Tensor]] = None
-        self.change: Optional[Tensor] = None  # the last filtered change δ (weight 1 then, times each carry after)
+        self.change: Optional[Tensor] = None  # the last change of a prediction is δ = weight · change
         self.weight = 0.0
 
     def skip(self) -> None:
@@ -270,8 +273,9 @@ class LatentRun:
     def land(self, plan: CallPlan, x: Optional[Tensor], prediction: Tensor,
              filters: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
         """The prediction that makes this call's step land where ``plan`` says (a new tensor), or None when the
-        call only keeps what the next one needs. ``x``: the latent rows of ``prediction``; ``filters``: the post's
-        filters at the step's timestep, applied to the landed latent (float32, float64 for float64 predictions)."""
+        call only keeps what the next one needs. ``x``: the latent rows of ``prediction``; ``filters``: the change
+        F(L) − L the post's filters make at the step's timestep to the landed latent L (float32, float64 for float64
+        predictions), a new tensor."""
         previous, self.kept = self.kept, ((x, prediction) if plan.keep else None)
         landing = plan.landing
         if landing is None or not (plan.filters or plan.carry):
@@ -279,8 +283,12 @@ class LatentRun:
             return None
         if plan.filters:
             dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
-            latent = landed_latent(landing, x, prediction, previous, dtype)
-            change = rewrite(landing, latent, filters(latent), self.change, plan.carry * self.weight)
+            moved = filters(landed_latent(landing, x, prediction, previous, dtype))
+            carry = plan.carry * self.weight
+            if self.change is None or carry == 0.0:  # δ = moved / b, kept unscaled: P' in one pass
+                self.change, self.weight = moved, 1.0 / landing.b
+                return torch.add(prediction, moved.to(prediction.dtype), alpha=self.weight)
+            change = rewrite(landing, moved, self.change, carry)
             self.change, self.weight = change, 1.0
             return torch.add(prediction, change.to(prediction.dtype))
         if self.change is None:  # only the previous change to take back out (DPM++ 2M reuses that prediction)

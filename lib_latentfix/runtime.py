@@ -343,12 +343,12 @@ class Job:
         self._dtype = prediction.dtype
 
         def filters(latent: Tensor) -> Tensor:
-            filtered, evidence = run(Schedule(self.schedule.name, call.steps), latent, None, mask=call.mask)
+            moved, evidence = run(Schedule(self.schedule.name, call.steps), latent, None, mask=call.mask, change=True)
             if evidence is not None:
                 self._evidence.append(evidence)
             if self.observer is not None:
-                self.observer(LATENT, latent, filtered, call)
-            return filtered
+                self.observer(LATENT, latent, latent + moved, call)
+            return moved
 
         x = prediction_rows(prediction.shape[0], call.x_in) if plan.keep or plan.filters else None
         corrected = self._latent.land(plan, x, prediction, filters)

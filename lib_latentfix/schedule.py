@@ -289,8 +289,9 @@ def run(
     timesteps: Union[Tensor, float, Sequence[float], None],
     *,
     mask: Optional[Tensor] = None,
+    change: bool = False,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """:func:`apply`, also returning evidence of which images held a NaN or ±inf (in the region looked at) and so
+    """:func:`apply` (with ``change``: the change it makes, ``apply(...) − x``), also returning evidence of which images held a NaN or ±inf (in the region looked at) and so
     were left alone: a ``[B, k]`` tensor on the device whose row i is finite unless image i did — the first
     statistics taken, left for whoever wants to count, so that no call spends operations on it; None when no step
     looked at the latent."""
@@ -328,10 +329,12 @@ def run(
             runner.add_affine(center_affine(runner.stats(False), op.channel_shift, op.full_shift, op.channels, weight))
         else:
             runner.add_affine(maximize_affine(runner.stats(True), op.boundary, op.channels, weight))
+    if change and weight_mask is None and runner.current is x and runner.pending is not None:
+        return runner.pending.change(x), runner.evidence  # one pass: (scale − 1)·x + offset
     out = runner.flush()
     if out is x:
-        return x.clone(), runner.evidence
-    if weight_mask is None:
-        return out, runner.evidence
-    usable = torch.isfinite(runner.evidence).all(dim=1)  # (inpainting only: the blend must skip images with inf)
-    return blend(x, out.to(weight_mask.dtype), usable, 1.0, weight_mask), runner.evidence
+        return (torch.zeros_like(x) if change else x.clone()), runner.evidence
+    if weight_mask is not None:
+        usable = torch.isfinite(runner.evidence).all(dim=1)  # (inpainting only: the blend must skip images with inf)
+        out = blend(x, out.to(weight_mask.dtype), usable, 1.0, weight_mask)
+    return (out.sub_(x) if change and out.dtype == x.dtype else out - x if change else out), runner.evidence

@@ -81,10 +81,10 @@ def test_the_rewritten_prediction_makes_the_step_land_on_the_filtered_latent(a, 
     run = LatentRun()
     target = {}
 
-    def filtered(latent):  # any per-image change; remember where each call should land
+    def filtered(latent):  # any per-image change F(L) − L; remember where each call should land
         out = latent * 0.5 + 1.0
         target[len(target)] = out
-        return out
+        return out - latent
 
     p_prev_new = run.land(plans[0], x_prev, p_prev, filtered)
     p_new = run.land(plans[1], x, p, filtered)

@@ -220,3 +220,14 @@ def test_huge_finite_latent_is_corrected():
     assert torch.isfinite(out).all()
     assert not torch.equal(out[0], x[0]) and not torch.equal(out[1], x[1])
     assert out[1, :3].abs().amax() <= 4.0 * (1 + 1e-6)  # maximize reached the boundary
+
+
+@pytest.mark.parametrize("t", [999.0, 800.0, 50.0, 500.0])
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_change_a_schedule_makes_is_its_result_minus_the_input(t, masked):
+    from lib_latentfix.schedule import BLOG, apply, run
+
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 5
+    mask = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4)) > 0.5).double() if masked else None
+    moved, _ = run(BLOG, x, t, mask=mask, change=True)
+    assert torch.allclose(moved, apply(BLOG, x, t, mask=mask) - x, rtol=0, atol=1e-12)
