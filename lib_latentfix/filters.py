@@ -259,15 +259,16 @@ class Affine:
 
 
     def change(self, x: Tensor) -> Tensor:
-        """``apply(x) − x`` in one elementwise pass, in ``x``'s dtype (with a scale: ``(scale − 1)·x + offset``)."""
+        """``apply(x) − x``, in ``x``'s dtype: ``(scale − 1)·x + offset`` in one elementwise pass; a map without a
+        scale changes each channel by its offset alone, returned as ``[B, C, 1, 1]`` (it broadcasts against ``x``)."""
         ref = self.scale if self.scale is not None else self.offset
         if ref is None:
             return torch.zeros_like(x)
         shape = (x.shape[0], x.shape[1], 1, 1)
-        work = x if x.dtype == ref.dtype else x.to(ref.dtype)
         if self.scale is None:
-            out = self.offset.reshape(shape).expand_as(work).clone()
-        elif self.offset is None:
+            return self.offset.reshape(shape).to(x.dtype, copy=True)
+        work = x if x.dtype == ref.dtype else x.to(ref.dtype)
+        if self.offset is None:
             out = work.mul((self.scale - 1).reshape(shape))
         else:
             out = torch.addcmul(self.offset.reshape(shape), work, (self.scale - 1).reshape(shape))

@@ -248,8 +248,8 @@ def rewrite(landing: Landing, moved: Tensor, carried: Optional[Tensor], carry: f
     function may overwrite), plus ``carry``·``carried`` (the share of the previous change this step takes back out,
     see :func:`plan_calls`)."""
     delta = moved.div_(landing.b)
-    if carried is not None and carry != 0.0:
-        delta.add_(carried.to(delta.dtype), alpha=carry)
+    if carried is not None and carry != 0.0:  # (out of place: either may be a per-channel [B, C, 1, 1] change)
+        delta = torch.add(delta, carried.to(delta.dtype), alpha=carry)
     return delta
 
 

@@ -291,7 +291,8 @@ def run(
     mask: Optional[Tensor] = None,
     change: bool = False,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """:func:`apply` (with ``change``: the change it makes, ``apply(...) − x``), also returning evidence of which images held a NaN or ±inf (in the region looked at) and so
+    """:func:`apply` (with ``change``: the change it makes, ``apply(...) − x``, which may be ``[B, C, 1, 1]`` where
+    it is the same at every pixel: it broadcasts against ``x``), also returning evidence of which images held a NaN or ±inf (in the region looked at) and so
     were left alone: a ``[B, k]`` tensor on the device whose row i is finite unless image i did — the first
     statistics taken, left for whoever wants to count, so that no call spends operations on it; None when no step
     looked at the latent."""
