@@ -18,6 +18,7 @@ from .settings import (
     PRESETS,
     Settings,
     SettingsError,
+    _shown_all,
     apply_preset,
     check,
     coerce,
@@ -61,9 +62,9 @@ def from_named(named: Mapping[str, Any], defaults: Settings = DEFAULTS) -> Setti
 
     Unknown keys and bad values raise SettingsError naming every offending key.
     """
-    unknown = sorted(str(k) for k in named if k not in FIELD_BY_NAME)
+    unknown = [k for k in named if k not in FIELD_BY_NAME]
     if unknown:
-        raise SettingsError(f"unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(FIELD_BY_NAME)}")
+        raise SettingsError(f"unknown setting(s) {_shown_all(unknown)}; known: {', '.join(FIELD_BY_NAME)}")
     found, values = [], {}
     for key, value in named.items():
         try:

@@ -34,6 +34,7 @@ from .settings import (
     PRESETS,
     Settings,
     SettingsError,
+    _shown,
     matching_preset,
     problems as settings_problems,
 )
@@ -131,7 +132,7 @@ def _parts(text: str, count: int, separator: str) -> list[str]:
         return ["" if text == "none" else text]
     a, found, b = text.rpartition(separator) if separator == "-" else text.partition(separator)
     if not found:
-        raise SettingsError(f"expected two values separated by {separator!r}, got {text!r}")
+        raise SettingsError(f"expected two values separated by {separator!r}, got {_shown(text)}")
     return [a, b]
 
 
@@ -155,7 +156,7 @@ def decode(params: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:
         for item, text in _pairs(params[key]).items():
             parts = items.get(item)
             if parts is None:
-                found.append(f"{key}: unknown item {item!r}")
+                found.append(f"{key}: unknown item {_shown(item)}")
                 continue
             try:
                 texts = _parts(text, len(parts), _separator(item))
@@ -189,7 +190,8 @@ def decode_cached(params: Mapping[str, Any], report: Callable[[str], None]) -> O
                 return settings
     settings, found = decode(params)
     if found:
-        report("infotext has malformed LatentFix values, using defaults for them: " + "; ".join(found))
+        shown = found[:8] + ([f"{len(found) - 8} more"] if len(found) > 8 else [])
+        report("infotext has malformed LatentFix values, using defaults for them: " + "; ".join(shown))
     with _CACHE_LOCK:
         # the dicts are held (a few pastes' worth), so an identity here is never a later dict's reused id
         _CACHE.append((params, settings))

@@ -114,3 +114,20 @@ def test_positional_none_keeps_the_default():
 
 
 FIELD_NAMES = [f.name for f in FIELDS]
+
+
+@pytest.mark.parametrize("named", [{"n" * 1_000_000: 1}, {f"name{i}": 1 for i in range(50_000)},
+                                   {"enabled": True, "x" * 1_000_000: "y" * 1_000_000}])
+def test_unknown_names_are_cut_like_values(named):
+    with pytest.raises(SettingsError) as caught:
+        from_named(named)
+    text = str(caught.value)
+    assert "unknown setting" in text and len(text) < 1500 and ("..." in text or "49992 more" in text)
+
+
+def test_coerce_of_an_unknown_huge_name_is_cut():
+    from lib_latentfix.settings import coerce
+
+    with pytest.raises(SettingsError) as caught:
+        coerce("z" * 1_000_000, 1)
+    assert len(str(caught.value)) < 200
