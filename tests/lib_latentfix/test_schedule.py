@@ -220,3 +220,39 @@ def test_huge_finite_latent_is_corrected():
     assert torch.isfinite(out).all()
     assert not torch.equal(out[0], x[0]) and not torch.equal(out[1], x[1])
     assert out[1, :3].abs().amax() <= 4.0 * (1 + 1e-6)  # maximize reached the boundary
+
+
+# ---- bad arguments name themselves; gradients (issue 17 N7) ---------------------------------------------
+
+
+@pytest.mark.parametrize("call,error,named", [
+    (lambda x: apply(None, x, 500.0), TypeError, "schedule"),
+    (lambda x: apply(BLOG, x, 500.0, mask=[[1.0]]), TypeError, "mask"),
+    (lambda x: apply(BLOG, x, "50"), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, ["a", "b"]), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, True), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, torch.tensor([True, False])), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, [1.0, 2.0, 3.0]), ValueError, "timesteps"),
+    (lambda x: Schedule("s", (BLOG.steps[0], "center")), TypeError, "Step"),
+    (lambda x: Schedule("s", 5), TypeError, "steps"),
+])
+def test_bad_arguments_are_a_clear_error_naming_the_argument(call, error, named):
+    from lib_latentfix import center as center_filter
+
+    x = torch.randn(2, 4, 8, 8)
+    with pytest.raises(error, match=named):
+        call(x)
+    with pytest.raises(TypeError, match="mask"):
+        center_filter(x, mask=[[1.0] * 8] * 8)
+
+
+def test_a_schedule_given_a_list_of_steps_holds_a_tuple():
+    assert Schedule("s", list(BLOG.steps)).steps == BLOG.steps
+
+
+def test_apply_is_declared_non_differentiable_and_takes_a_latent_requiring_grad():
+    x = (torch.randn(2, 4, 8, 8) * 5).requires_grad_(True)
+    for t in (torch.tensor([990.0, 50.0]), 800.0, None):
+        out = apply(BLOG, x, t)
+        assert not out.requires_grad and torch.equal(out, apply(BLOG, x.detach(), t))
+    assert "differentiable" in apply.__doc__
