@@ -127,7 +127,7 @@ def _alphas_on_host() -> Optional[torch.Tensor]:
     alphas = getattr(predictor, "alphas_cumprod", None) if predictor is not None else None
     if not isinstance(alphas, torch.Tensor):
         alphas = getattr(shared.sd_model, "alphas_cumprod", None)
-    return alphas.to("cpu", torch.float64) if isinstance(alphas, torch.Tensor) else None
+    return alphas.to("cpu").to(torch.float64) if isinstance(alphas, torch.Tensor) else None
 
 
 def _steps_of_run(p: Any) -> tuple[int, Optional[int]]:
@@ -159,7 +159,7 @@ def host_timesteps(p: Any) -> tuple[Optional[tuple[int, int]], Optional[HostTime
         return None, None, "another extension overrides the sigma schedule"  # asking it twice could disturb it
     steps, t_enc = _steps_of_run(p)
     if callable(getattr(sampler, "get_sigmas", None)) and (name in FIRST_ORDER or name in SECOND_ORDER):
-        sigmas = sampler.get_sigmas(p, steps).to("cpu", torch.float64)
+        sigmas = sampler.get_sigmas(p, steps).to("cpu").to(torch.float64)
         if t_enc is not None:
             sigmas = sigmas[steps - t_enc - 1:]
         t = lf_sigmas.sigma_to_t(sigmas, _alphas_on_host()).to(torch.float64)
@@ -168,7 +168,7 @@ def host_timesteps(p: Any) -> tuple[Optional[tuple[int, int]], Optional[HostTime
         return run_key(sampler, len(sigmas) - 1), host, None
     if callable(getattr(sampler, "get_timesteps", None)) and name.startswith("DDIM") and not forge_like_for(p) \
             and isinstance(denoiser, CFGDenoiserTimesteps or ()):
-        timesteps = sampler.get_timesteps(p, steps).to("cpu", torch.float64)
+        timesteps = sampler.get_timesteps(p, steps).to("cpu").to(torch.float64)
         if t_enc is not None:
             timesteps = timesteps[:t_enc]
         launched = len(timesteps) + 1 if t_enc is not None else steps
