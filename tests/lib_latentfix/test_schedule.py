@@ -256,3 +256,22 @@ def test_apply_is_declared_non_differentiable_and_takes_a_latent_requiring_grad(
         out = apply(BLOG, x, t)
         assert not out.requires_grad and torch.equal(out, apply(BLOG, x.detach(), t))
     assert "differentiable" in apply.__doc__
+
+
+def test_the_hot_path_on_a_device_copies_nothing_from_the_host_once_warm():
+    """On a device (meta stands in for a GPU) a model call's work — sigma to timestep, the schedule — neither waits
+    for the device nor copies from the host, once the first call has built the cached tables and constants."""
+    from lib_latentfix.sigmas import sigma_to_t
+
+    x = torch.empty(3, 4, 16, 16, device="meta")
+    sigma = torch.empty(3, device="meta")
+    mask = torch.ones(1, 1, 16, 16, device="meta")
+
+    def call():
+        t = sigma_to_t(sigma)
+        return apply(BLOG, x, t), apply(BLOG, x, t, mask=mask), apply(BLOG, x, 50.0), apply(BLOG, x, 990.0)
+
+    call()  # warm-up: the tables and constants are built (and copied to the device) here, once
+    with NoHostSync() as guard:
+        call()
+    assert guard.calls > 0
