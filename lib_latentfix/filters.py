@@ -277,8 +277,9 @@ class Affine:
         """Apply the map to ``x`` (one elementwise pass, two with a scale, then the saturation), returning ``dtype``
         (default: ``x``'s).
 
-        Results beyond the finite range of ``within`` (default: ``dtype``) saturate at ±its largest. Channels the map leaves alone (scale 1,
-        offset ±0: every channel of an image that is not usable) are not clamped, so their ±inf stay.
+        Results beyond the finite range of ``within`` (default: ``dtype``) saturate at ±its largest. Channels the
+        map leaves alone (scale 1, offset ±0: every channel of an image that is not usable) are not clamped, so
+        their ±inf stay.
         """
         dtype = x.dtype if dtype is None else dtype
         ref = self.scale if self.scale is not None else self.offset
@@ -287,10 +288,11 @@ class Affine:
         work = x if x.dtype == ref.dtype else x.to(ref.dtype)
         out = work.mul(self.scale[:, :, None, None]) if self.scale is not None else None
         if self.offset is not None:
+            offset = self.offset[:, :, None, None]
             if out is None:  # (a converted copy of x is ours to write)
-                out = work.add_(self.offset[:, :, None, None]) if work is not x else work.add(self.offset[:, :, None, None])
+                out = work.add_(offset) if work is not x else work.add(offset)
             else:
-                out.add_(self.offset[:, :, None, None])
+                out.add_(offset)
         low, high = self.limits(torch.finfo(within or dtype).max)
         # (two in-place passes: a clamp with per-channel tensor bounds is several times slower on CPUs)
         torch.minimum(out, high[:, :, None, None], out=out)
