@@ -217,6 +217,10 @@ class LatentFixLatentView:
         latents = samples["samples"].detach().to("cpu", torch.float32) * LATENT_SPACES[latent_space]
         if latents.dim() == 5:  # video latents [B, C, T, H, W]: one view per frame
             latents = latents.movedim(2, 1).reshape(-1, latents.shape[1], *latents.shape[-2:])
+        if latents.numel() == 0:  # nothing to draw: an empty batch (no image) for both outputs
+            message(f"latent view: the latent is empty (shape {tuple(samples['samples'].shape)}); nothing to show")
+            empty = torch.zeros((0, 8, 8, 3), dtype=torch.float32)
+            return (empty, empty.clone())
         views = [preview.channel_view(latents[i], value_range=float(value_range)) for i in range(len(latents))]
         channels = _stack(views)
         if latents.shape[1] != 4:

@@ -354,11 +354,11 @@ def steps_for_run(schedule: lf_schedule.Schedule, model_sampling: Any, sigmas: t
     The calls of a run evaluate sigmas between the smallest non-zero and the largest of the run's sigma list
     (widened by :data:`SIGMA_MARGIN`); their timesteps come from the model's own ``model_sampling``.
     """
-    values = [v for v in sigmas.detach().to("cpu", torch.float64).tolist() if v > 0 and math.isfinite(v)]
+    values = [v for v in sigmas.detach().to("cpu").to(torch.float64).tolist() if v > 0 and math.isfinite(v)]
     if not values:
         return schedule
     span = torch.tensor([min(values) / SIGMA_MARGIN, max(values) * SIGMA_MARGIN], dtype=torch.float32)
-    t_low, t_high = (float(v) for v in model_sampling.timestep(span).detach().to("cpu", torch.float64).tolist())
+    t_low, t_high = (float(v) for v in model_sampling.timestep(span).detach().to("cpu").to(torch.float64).tolist())
     if t_low > t_high:
         t_low, t_high = t_high, t_low
     keep = []

@@ -18,6 +18,7 @@ from .settings import (
     PRESETS,
     Settings,
     SettingsError,
+    _shown_all,
     apply_preset,
     check,
     coerce,
@@ -61,9 +62,9 @@ def from_named(named: Mapping[str, Any], defaults: Settings = DEFAULTS) -> Setti
 
     Unknown keys and bad values raise SettingsError naming every offending key.
     """
-    unknown = sorted(str(k) for k in named if k not in FIELD_BY_NAME)
+    unknown = [k for k in named if k not in FIELD_BY_NAME]
     if unknown:
-        raise SettingsError(f"unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(FIELD_BY_NAME)}")
+        raise SettingsError(f"unknown setting(s) {_shown_all(unknown)}; known: {', '.join(FIELD_BY_NAME)}")
     found, values = [], {}
     for key, value in named.items():
         try:
@@ -81,8 +82,19 @@ def from_named(named: Mapping[str, Any], defaults: Settings = DEFAULTS) -> Setti
     return check(settings)
 
 
-def from_script_args(args: Sequence[Any], defaults: Settings = DEFAULTS) -> Settings:
-    """Settings from whatever the WebUI passed: positional args, or one dict of named settings."""
+def from_script_args(args: Sequence[Any], defaults: Settings = DEFAULTS,
+                     padding: Optional[Sequence[Any]] = None) -> Settings:
+    """Settings from whatever the WebUI passed: positional args, or one dict of named settings.
+
+    ``padding``: what the host fills unsent args with, when it may be stale (the API builds it once, from ``ui()``,
+    and keeps it after a Settings page change). An arg equal to its padding counts as not sent, so it takes the
+    current ``defaults``; a value sent that happens to equal the padding counts the same (the host gives no way to
+    tell them apart; a dict of named settings is never ambiguous).
+    """
+    args = list(args)
+    if padding is not None:
+        args = [None if i < len(padding) and _same_arg(field, value, padding[i]) else value
+                for i, (field, value) in enumerate(zip(FIELDS, args))] + args[len(FIELDS):]
     if len(args) >= 1 and isinstance(args[0], Mapping):
         if len(args) > 1 and any(a is not None for a in args[1:]) and not _looks_like_ui_defaults(args[1:], defaults):
             raise SettingsError("a dict of named settings must be the only argument")
@@ -90,9 +102,21 @@ def from_script_args(args: Sequence[Any], defaults: Settings = DEFAULTS) -> Sett
     return from_positional(args, defaults)
 
 
+def _same_arg(field: Any, value: Any, padded: Any) -> bool:
+    """Whether a script arg is the value the host padded with (compared as settings values)."""
+    if value is None or isinstance(value, Mapping):
+        return False
+    try:
+        return same(field.coerce(value), field.coerce(padded))
+    except SettingsError:
+        return False
+
+
 def _looks_like_ui_defaults(rest: Sequence[Any], defaults: Settings) -> bool:
     """The API pads missing args with the ui() defaults; a dict followed by exactly those is a lone dict."""
     for field, value in zip(FIELDS[1:], rest):
+        if value is None:
+            continue
         try:
             if not same(field.coerce(value), getattr(defaults, field.name)):
                 return False

@@ -15,9 +15,14 @@ Rules for bad values (the same for every filter):
   however large (up to the dtype's largest): no statistic is a sum that could overflow;
 * ``x`` must have channels and pixels (an empty batch is fine): an empty dimension raises ``ValueError``;
 * an all-zero image stays all-zero (maximize leaves an image whose largest magnitude is 0 alone);
+* a result beyond the dtype's finite range (values near its largest, moved further) saturates at ±its largest,
+  never ±inf;
 * with a ``mask`` (the repaint weight of inpainting, 1 = repaint), statistics are taken where the mask is
   positive (the mean weighted by it) and the result is blended ``x + mask * (filtered - x)``, so pixels
   outside the mask keep their values. An image whose mask is empty is returned unchanged.
+
+The filters are not differentiable: the public ones run under ``torch.no_grad()`` (as k-diffusion's samplers do),
+so their result never requires grad, whatever ``x`` does.
 """
 
 from __future__ import annotations
@@ -108,6 +113,8 @@ def repaint_weight(mask: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
     """
     if mask is None:
         return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
     if mask.dim() == 2:
         mask = mask[None, None]
     elif mask.dim() == 3:
@@ -162,16 +169,36 @@ def _mean(work: Tensor) -> Tensor:
 
     On the CPU each value is weighted by 1/N before it is added (a matrix-vector product), so the running sum never
     exceeds the largest value; on CUDA the float32 sum is accumulated in float64 (matrix products there may use
-    TF32, which would cost precision). float64 input is averaged as it is.
+    TF32, which would cost precision); elsewhere (MPS has no float64) the values are scaled by 1/N, then summed.
+    float64 input is averaged as it is.
     """
     if work.dtype == torch.float64:
         return work.mean(dim=-1)
     if work.device.type == "cuda":
         return work.mean(dim=-1, dtype=torch.float64).to(work.dtype)
+    if work.device.type != "cpu":
+        return work.mul(1.0 / work.shape[-1]).sum(dim=-1)
     return torch.matmul(work, _averaging_vector(work.shape[-1], work.dtype, work.device))
 
 
-@functools.lru_cache(maxsize=16)
+def constant(build):
+    """Cache a function that builds a constant tensor (per its arguments), building it as a normal tensor even
+    when first asked inside ``torch.inference_mode()`` (an inference tensor cannot be saved for backward later)
+    and outside autograd."""
+    cached = functools.lru_cache(maxsize=64)(build)
+
+    @functools.wraps(build)
+    def get(*args, **kwargs):
+        if torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):
+                return cached(*args, **kwargs)
+        return cached(*args, **kwargs)
+
+    get.cache_clear, get.cache_info = cached.cache_clear, cached.cache_info
+    return get
+
+
+@constant
 def _averaging_vector(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.full((n,), 1.0 / n, dtype=dtype, device=device)
 
@@ -246,16 +273,41 @@ class Affine:
             return v if self.offset is None else v + self.offset
         return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.total)
 
-    def apply(self, x: Tensor) -> Tensor:
-        """Apply the map to ``x`` (one elementwise pass, two with a scale), returning ``x``'s dtype."""
+    def apply(self, x: Tensor, dtype: Optional[torch.dtype] = None, *, within: Optional[torch.dtype] = None) -> Tensor:
+        """Apply the map to ``x`` (one elementwise pass, two with a scale, then the saturation), returning ``dtype``
+        (default: ``x``'s).
+
+        Results beyond the finite range of ``within`` (default: ``dtype``) saturate at ±its largest. Channels the
+        map leaves alone (scale 1, offset ±0: every channel of an image that is not usable) are not clamped, so
+        their ±inf stay.
+        """
+        dtype = x.dtype if dtype is None else dtype
         ref = self.scale if self.scale is not None else self.offset
         if ref is None:
-            return x.clone()
+            return x.to(dtype, copy=True)
         work = x if x.dtype == ref.dtype else x.to(ref.dtype)
         out = work.mul(self.scale[:, :, None, None]) if self.scale is not None else None
         if self.offset is not None:
-            out = work.add(self.offset[:, :, None, None]) if out is None else out.add_(self.offset[:, :, None, None])
-        return out if out.dtype == x.dtype else out.to(x.dtype)
+            offset = self.offset[:, :, None, None]
+            if out is None:  # (a converted copy of x is ours to write)
+                out = work.add_(offset) if work is not x else work.add(offset)
+            else:
+                out.add_(offset)
+        low, high = self.limits(torch.finfo(within or dtype).max)
+        # (two in-place passes: a clamp with per-channel tensor bounds is several times slower on CPUs)
+        torch.minimum(out, high[:, :, None, None], out=out)
+        torch.maximum(out, low[:, :, None, None], out=out)
+        return out if out.dtype == dtype else out.to(dtype)
+
+    def limits(self, largest: float) -> tuple[Tensor, Tensor]:
+        """Per image and channel (``[B, C]``), the range results are clamped to: ±``largest`` where the map moves
+        values, ±inf where it leaves the channel as it is."""
+        ref = self.scale if self.scale is not None else self.offset
+        moves = None if self.offset is None else self.offset != 0
+        if self.scale is not None:
+            moves = self.scale != 1 if moves is None else moves | (self.scale != 1)
+        high = torch.full_like(ref, math.inf).masked_fill_(moves, largest)
+        return high.neg(), high
 
 
     def change(self, x: Tensor) -> Tensor:
@@ -281,7 +333,7 @@ def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
     return a if b is None else a + b
 
 
-@functools.lru_cache(maxsize=64)
+@constant
 def _selector(channels: tuple[int, ...], n: int, device: torch.device, dtype: torch.dtype,
               complement: bool = False) -> Tensor:
     bits = sum(1 << c for c in channels)
@@ -314,7 +366,9 @@ def center_affine(
     """
     mix, mixes_all = _center_matrix(tuple(channels), float(channel_shift), float(full_shift), stats.mean.shape[-1],
                                     stats.mean.dtype, stats.mean.device)
-    offset = torch.matmul(stats.mean, mix)  # cannot overflow: each column's entries add up to at most 1 in size
+    # mean @ M as a broadcast product and a sum (a matrix product may run in TF32 on recent GPUs, which A1111
+    # enables); cannot overflow: each column's entries add up to at most 1 in size
+    offset = stats.mean[:, :, None].mul(mix).sum(dim=1)
     if mixes_all and stats.total is None:
         # every offset takes every channel's mean: a NaN or ±inf mean makes all of the image's offsets non-finite,
         # and only then is one non-finite (one operation instead of a per-image test)
@@ -324,7 +378,7 @@ def center_affine(
     return Affine(None, offset if _is_one(weight) else offset * _per_image(weight))
 
 
-@functools.lru_cache(maxsize=64)
+@constant
 def _center_matrix(channels: tuple[int, ...], channel_shift: float, full_shift: float, n: int, dtype: torch.dtype,
                    device: torch.device) -> tuple[Tensor, bool]:
     """``[C, C]`` M with ``mean @ M`` = what center adds to each channel: −channel_shift × its own mean (listed
@@ -333,7 +387,8 @@ def _center_matrix(channels: tuple[int, ...], channel_shift: float, full_shift: 
     kept = [1.0 - channel_shift if c in channels else 1.0 for c in range(n)]
     rows = [[-((channel_shift if (k == c and k in channels) else 0.0) + full_shift * kept[k] / n) for c in range(n)]
             for k in range(n)]
-    return torch.tensor(rows, dtype=torch.float64).to(device=device, dtype=dtype), all(v != 0 for r in rows for v in r)
+    matrix = torch.tensor(rows, dtype=torch.float64).to(dtype).to(device)  # float64 only on the CPU
+    return matrix, all(v != 0 for r in rows for v in r)
 
 
 def maximize_affine(stats: ChannelStats, boundary: float, channels: Sequence[int], weight: Weight = 1.0) -> Affine:
@@ -457,6 +512,7 @@ def blend(x: Tensor, filtered: Tensor, applies: Tensor, strength: float, mask: O
 # public filters
 
 
+@torch.no_grad()
 def soft_clamp(
     x: Tensor,
     threshold: float = 3.5,
@@ -470,7 +526,8 @@ def soft_clamp(
     Per pixel, values above ``threshold`` are mapped into ``[threshold, boundary]`` by their distance to the
     pixel's largest value across channels (and symmetrically below ``-threshold``). An image whose largest
     magnitude is below ``boundary`` is returned unchanged. ``adaptive`` > 0 derives the limits from each
-    image (see :func:`soft_clamp_limits`). Returns a new tensor; ``x`` is not written.
+    image (see :func:`soft_clamp_limits`). Returns a new tensor; ``x`` is not written. Not differentiable (runs
+    under ``torch.no_grad()``).
     """
     check_latent(x)
     threshold, boundary = check_soft_clamp_args(threshold, boundary)
@@ -483,6 +540,7 @@ def soft_clamp(
     return blend(x, clamped, applies, 1.0, weight)
 
 
+@torch.no_grad()
 def center(
     x: Tensor,
     channel_shift: float = 1.0,
@@ -494,7 +552,8 @@ def center(
     """Colour balance (the post's center_tensor), per image.
 
     Each listed channel loses its mean × ``channel_shift``, then the image loses its whole mean ×
-    ``full_shift``. Returns a new tensor; ``x`` is not written.
+    ``full_shift``. Returns a new tensor; ``x`` is not written. Not differentiable (runs under
+    ``torch.no_grad()``).
     """
     check_latent(x)
     channel_shift = check_number("channel_shift", channel_shift, 0.0, 1.0)
@@ -505,6 +564,7 @@ def center(
     return masked_affine(x, center_affine(stats, channel_shift, full_shift, channels), weight, stats)
 
 
+@torch.no_grad()
 def maximize(
     x: Tensor,
     boundary: float = 4.0,
@@ -515,7 +575,8 @@ def maximize(
     """Range expansion (the post's maximize_tensor), per image.
 
     factor = ``boundary`` / the image's largest magnitude over all channels, applied to the listed channels
-    only, so the largest value reaches ±``boundary``. Returns a new tensor; ``x`` is not written.
+    only, so the largest value reaches ±``boundary``. Returns a new tensor; ``x`` is not written. Not
+    differentiable (runs under ``torch.no_grad()``).
     """
     check_latent(x)
     boundary = check_number("boundary", boundary, 0.0, 1e4, low_open=True)
@@ -528,7 +589,7 @@ def maximize(
 def masked_affine(x: Tensor, affine: Affine, mask: Optional[Tensor], stats: ChannelStats) -> Tensor:
     """Apply ``affine`` (made from ``stats``) to ``x``; with a mask, only inside it (blended by its weight) and only
     in usable images (a blend would turn an image's inf into NaN)."""
-    mapped = affine.apply(x if mask is None else x.to(mask.dtype))
+    mapped = affine.apply(x if mask is None else x.to(mask.dtype), None if mask is None else mask.dtype, within=x.dtype)
     if mask is None:
         return mapped
     return blend(x, mapped, stats.usable, 1.0, mask)

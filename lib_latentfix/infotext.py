@@ -19,9 +19,11 @@ anything: it splits on ``;`` and ``=`` and converts numbers.
 
 from __future__ import annotations
 
+import collections
+import threading
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Callable, Mapping, MutableMapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .settings import (
     CUSTOM,
@@ -33,6 +35,7 @@ from .settings import (
     PRESETS,
     Settings,
     SettingsError,
+    _shown,
     matching_preset,
     problems as settings_problems,
 )
@@ -43,8 +46,6 @@ GROUP_KEYS = {section: f"LatentFix {section}" for section in FILTER_SECTIONS}
 GROUP_KEYS["options"] = "LatentFix options"
 ERROR_KEY = "LatentFix error"  # written instead when the settings were refused or a correction failed
 ALL_KEYS = (VERSION_KEY, PRESET_KEY, *GROUP_KEYS.values(), ERROR_KEY)
-
-_CACHE_KEY = "__latentfix_decoded__"
 
 
 def _key(field: Field) -> str:
@@ -132,7 +133,7 @@ def _parts(text: str, count: int, separator: str) -> list[str]:
         return ["" if text == "none" else text]
     a, found, b = text.rpartition(separator) if separator == "-" else text.partition(separator)
     if not found:
-        raise SettingsError(f"expected two values separated by {separator!r}, got {text!r}")
+        raise SettingsError(f"expected two values separated by {separator!r}, got {_shown(text)}")
     return [a, b]
 
 
@@ -157,7 +158,7 @@ def decode(params: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:
         for item, text in _pairs(params[key]).items():
             parts = items.get(item)
             if parts is None:
-                found.append(f"{key}: unknown item {item!r}")
+                found.append(f"{key}: unknown item {_shown(item)}")
                 continue
             try:
                 texts = _parts(text, len(parts), _separator(item))
@@ -179,14 +180,25 @@ def decode(params: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:
     return replace(settings, preset=preset), found
 
 
-def decode_cached(params: MutableMapping[str, Any], report: Callable[[str], None]) -> Optional[Settings]:
-    """:func:`decode`, done once per ``params`` dict (the WebUI asks once per control), reporting problems once."""
-    cached = params.get(_CACHE_KEY) if isinstance(params, MutableMapping) else None
-    if cached is not None:
-        return cached[0]
+def decode_cached(params: Mapping[str, Any], report: Callable[[str], None]) -> Optional[Settings]:
+    """:func:`decode`, done once per ``params`` dict (the WebUI asks once per control), reporting problems once.
+
+    The cache lives here, keyed by the dict's identity, and never in ``params`` itself: a key parsed from an
+    infotext can hold any name and any text, so no entry of ``params`` can stand for a decoded result.
+    """
+    with _CACHE_LOCK:
+        for held, settings in _CACHE:
+            if held is params:
+                return settings
     settings, found = decode(params)
     if found:
-        report("infotext has malformed LatentFix values, using defaults for them: " + "; ".join(found))
-    if isinstance(params, MutableMapping):
-        params[_CACHE_KEY] = (settings,)
+        shown = found[:8] + ([f"{len(found) - 8} more"] if len(found) > 8 else [])
+        report("infotext has malformed LatentFix values, using defaults for them: " + "; ".join(shown))
+    with _CACHE_LOCK:
+        # the dicts are held (a few pastes' worth), so an identity here is never a later dict's reused id
+        _CACHE.append((params, settings))
     return settings
+
+
+_CACHE: "collections.deque[tuple[Any, Optional[Settings]]]" = collections.deque(maxlen=8)
+_CACHE_LOCK = threading.Lock()

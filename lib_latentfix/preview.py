@@ -184,7 +184,7 @@ def channel_view(
     if batch.shape[0] != 1:
         raise ValueError(f"channel_view shows one image; got a batch of {batch.shape[0]}")
     single = batch[0]
-    data = single.detach().to(device="cpu", dtype=torch.float64).numpy()
+    data = single.detach().to("cpu").to(torch.float64).numpy()  # widened on the host (MPS has no float64)
     n_channels, height, width = data.shape
     factor = max(1, math.ceil((tile or _MIN_TILE) / min(height, width)))
 

@@ -157,6 +157,16 @@ class Schedule:
     name: str
     steps: tuple[Step, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        try:
+            steps = tuple(self.steps)
+        except TypeError:
+            raise TypeError(f"steps must be a sequence of Step, got {type(self.steps).__name__}") from None
+        wrong = [type(s).__name__ for s in steps if not isinstance(s, Step)]
+        if wrong:
+            raise TypeError(f"steps must hold only Step objects, got {', '.join(wrong)}")
+        object.__setattr__(self, "steps", steps)
+
     def effective(self) -> "Schedule":
         """The same schedule without steps that can never change anything (see :meth:`Step.can_change`)."""
         return replace(self, steps=tuple(s for s in self.steps if s.can_change()))
@@ -208,13 +218,24 @@ def as_timesteps(timesteps: Union[Tensor, float, Sequence[float]], x: Tensor) ->
     """
     if isinstance(timesteps, (int, float)) and not isinstance(timesteps, bool):
         return float(timesteps)
-    t = torch.as_tensor(timesteps, dtype=torch.float32)
+    if isinstance(timesteps, (bool, str, bytes)) or (isinstance(timesteps, Tensor) and timesteps.dtype == torch.bool):
+        raise TypeError(f"timesteps must be a number, a sequence of numbers or a tensor, got {_kind(timesteps)}")
+    try:
+        t = torch.as_tensor(timesteps, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"timesteps must be a number, a sequence of numbers or a tensor, got {_kind(timesteps)}") \
+            from None
     t = t.to(device=x.device, dtype=torch.float32)
     if t.dim() == 0 or t.numel() == 1:
         return t.reshape(1).expand(x.shape[0])
     if t.shape != (x.shape[0],):
         raise ValueError(f"timesteps must hold one value per image ({x.shape[0]}), got shape {tuple(t.shape)}")
     return t
+
+
+def _kind(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 class _Runner:
@@ -261,6 +282,7 @@ class _Runner:
         self.base_stats = None
 
 
+@torch.no_grad()
 def apply(
     schedule: Schedule,
     x: Tensor,
@@ -279,10 +301,12 @@ def apply(
     (with a binary mask this equals filtering step by step; a soft mask blends the schedule as a whole).
     No host sync and no loop over images or channels: with a tensor of timesteps, window tests are tensor
     masks; with one plain number, they are decided in Python and inactive steps cost nothing.
+    Not differentiable: runs under ``torch.no_grad()`` (the result never requires grad).
     """
     return run(schedule, x, timesteps, mask=mask)[0]
 
 
+@torch.no_grad()
 def run(
     schedule: Schedule,
     x: Tensor,
@@ -296,6 +320,8 @@ def run(
     were left alone: a ``[B, k]`` tensor on the device whose row i is finite unless image i did — the first
     statistics taken, left for whoever wants to count, so that no call spends operations on it; None when no step
     looked at the latent."""
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
     check_latent(x)
     steps = [step for step in schedule.steps if step.can_change()]
     for step in steps:

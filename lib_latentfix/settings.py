@@ -251,6 +251,13 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _shown_all(values: Any, limit: int = 8) -> str:
+    """Several values (names) for a message: each cut by :func:`_shown`, at most ``limit`` of them."""
+    items = list(values)
+    text = ", ".join(_shown(v) for v in items[:limit])
+    return text if len(items) <= limit else f"{text} and {len(items) - limit} more"
+
+
 def _window(prefix: str, section: str, what: str, label: str, row: int, column: Optional[str] = None,
             item: str = "window") -> tuple[Field, Field]:
     """The two ends of a timestep window, shown as a range is read, lower bound first: t_min ("<label> t from",
@@ -386,7 +393,7 @@ def coerce(name: str, value: Any) -> Any:
     """``value`` converted to field ``name``'s type and checked against its range; raises SettingsError."""
     field = FIELD_BY_NAME.get(name)
     if field is None:
-        raise SettingsError(f"unknown setting {name!r}")
+        raise SettingsError(f"unknown setting {_shown(name)}")
     return field.coerce(value)
 
 
@@ -433,7 +440,7 @@ def apply_preset(settings: Settings, name: str) -> Settings:
     if name == CUSTOM:
         return replace(settings, preset=CUSTOM)
     if name not in PRESETS:
-        raise SettingsError(f"preset (Preset) must be one of {', '.join(map(repr, PRESET_NAMES))}, got {name!r}")
+        raise SettingsError(f"preset (Preset) must be one of {', '.join(map(repr, PRESET_NAMES))}, got {_shown(name)}")
     return replace(settings, preset=name, **PRESETS[name])
 
 

@@ -9,9 +9,14 @@ entries. Pass a model's own ``alphas_cumprod`` to use its schedule instead (e.g.
 
 from __future__ import annotations
 
+import collections
+import threading
+import weakref
 from typing import Optional
 
 import torch
+
+from .filters import constant
 
 Tensor = torch.Tensor
 
@@ -29,24 +34,70 @@ def scaled_linear_alphas_cumprod(
 
 
 def sigmas_from_alphas_cumprod(alphas_cumprod: Tensor) -> Tensor:
-    """σ_t = √((1 − ᾱ_t) / ᾱ_t) for every table entry, in float64 or the table's wider dtype."""
-    ac = alphas_cumprod.to(torch.float64)
+    """σ_t = √((1 − ᾱ_t) / ᾱ_t) for every table entry, on the table's device: in float64 on the CPU, in float32
+    elsewhere (MPS has no float64)."""
+    if not isinstance(alphas_cumprod, Tensor):
+        raise TypeError(f"alphas_cumprod must be a torch.Tensor, got {type(alphas_cumprod).__name__}")
+    ac = alphas_cumprod.to(torch.float64 if alphas_cumprod.device.type == "cpu" else torch.float32)
     return ((1.0 - ac) / ac).sqrt()
 
 
+def _table_dtype(device: torch.device) -> torch.dtype:
+    """The log-sigma tables' dtype on ``device``: float64 on the CPU, float32 on accelerators (MPS has none)."""
+    return torch.float64 if device.type == "cpu" else torch.float32
+
+
+def _to_device(log_sigmas: Tensor, device: torch.device) -> Tensor:
+    """A float64 CPU table cast on the CPU, then moved: no float64 tensor ever exists on another device."""
+    return log_sigmas.to(_table_dtype(device)).to(device)
+
+
+@constant
+def _default_log_sigmas(device: torch.device) -> Tensor:
+    with torch.no_grad():
+        return _to_device(sigmas_from_alphas_cumprod(scaled_linear_alphas_cumprod()).log(), device)
+
+
+# A model's own tables, per (table, its in-place version, device): the model hands the same tensor every call.
+_MODEL_TABLES: "collections.deque[tuple[weakref.ref, int, torch.device, Tensor]]" = collections.deque(maxlen=8)
+_MODEL_LOCK = threading.Lock()
+
+
+def _model_log_sigmas(alphas_cumprod: Tensor, device: torch.device) -> Tensor:
+    version = alphas_cumprod._version
+    with _MODEL_LOCK:
+        for ref, held_version, held_device, table in _MODEL_TABLES:
+            if ref() is alphas_cumprod and held_version == version and held_device == device:
+                return table
+    with torch.inference_mode(False), torch.no_grad():  # (a normal tensor, whatever mode the first call ran in)
+        host = alphas_cumprod.detach().to("cpu")  # once per table: a copy to the host, widened there
+        table = _to_device(sigmas_from_alphas_cumprod(host.to(torch.float64)).log(), device)
+    with _MODEL_LOCK:
+        _MODEL_TABLES.append((weakref.ref(alphas_cumprod), version, device, table))
+    return table
+
+
 def _log_sigmas(alphas_cumprod: Optional[Tensor], device: torch.device) -> Tensor:
-    table = scaled_linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod
-    log_sigmas = sigmas_from_alphas_cumprod(table).log()
-    if log_sigmas.device != device:
-        log_sigmas = log_sigmas.to(device)
-    return log_sigmas if device.type != "mps" else log_sigmas.float()
+    """log σ of the table (the default schedule's when None) on ``device``, built once per table and device."""
+    if alphas_cumprod is None:
+        return _default_log_sigmas(device)
+    if not isinstance(alphas_cumprod, Tensor):
+        raise TypeError(f"alphas_cumprod must be a torch.Tensor or None, got {type(alphas_cumprod).__name__}")
+    return _model_log_sigmas(alphas_cumprod, device)
+
+
+def _check_tensor(name: str, value: object) -> None:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
 def sigma_to_t(sigma: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
     """Fractional timestep (0…N−1) of each sigma, float32, same shape and device as ``sigma``.
 
-    Sigmas below the table's smallest give 0, above its largest give N − 1; σ = 0 gives 0.
+    Sigmas below the table's smallest give 0, above its largest give N − 1; σ = 0 gives 0. The table is built
+    once per device (float64 on the CPU, float32 elsewhere).
     """
+    _check_tensor("sigma", sigma)
     log_sigmas = _log_sigmas(alphas_cumprod, sigma.device)
     log_sigma = sigma.to(log_sigmas.dtype).clamp_min(torch.finfo(log_sigmas.dtype).tiny).log()
     n = log_sigmas.shape[0]
@@ -59,6 +110,7 @@ def sigma_to_t(sigma: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor
 
 def t_to_sigma(t: Tensor, alphas_cumprod: Optional[Tensor] = None) -> Tensor:
     """Sigma of each (fractional) timestep, float32, same shape and device as ``t`` (clamped to 0…N−1)."""
+    _check_tensor("t", t)
     log_sigmas = _log_sigmas(alphas_cumprod, t.device)
     n = log_sigmas.shape[0]
     t = t.to(log_sigmas.dtype).clamp(0.0, n - 1)

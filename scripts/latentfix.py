@@ -60,7 +60,10 @@ class LatentFixScript(scripts.Script):
                         getattr(shared.cmd_opts, "latentfix_disable", False))
         self.infotext_fields = [(made[f.name], ui.PASTE_READERS[f.name]) for f in lf_settings.FIELDS]
         self.paste_field_names = list(ui.PASTE_READERS.values())
-        return [made[f.name] for f in lf_settings.FIELDS]
+        controls = [made[f.name] for f in lf_settings.FIELDS]
+        # what the API pads unsent args with: the values of the last ui() built (api.py init_default_script_args)
+        self.latentfix_padding = [getattr(c, "value", None) for c in controls]
+        return controls
 
     def process(self, p: Any, *args: Any) -> None:
         if getattr(p, PARAMS_ATTR, None) is p.extra_generation_params:  # a generation in progress owns this dict
@@ -72,7 +75,8 @@ class LatentFixScript(scripts.Script):
         if getattr(shared.cmd_opts, "latentfix_disable", False):
             return
         try:
-            base = lf_arguments.from_script_args(args, options.defaults())
+            padding = getattr(self, "latentfix_padding", None) if getattr(p, "is_api", False) else None
+            base = lf_arguments.from_script_args(args, options.defaults(), padding)
             xyz.report_refused_cells(p, base)
             chosen = lf_arguments.with_overrides(base, xyz.overrides_of(p))
         except lf_settings.SettingsError as error:

@@ -140,7 +140,7 @@ def _alphas_on_host() -> Optional[torch.Tensor]:
     alphas = getattr(predictor, "alphas_cumprod", None) if predictor is not None else None
     if not isinstance(alphas, torch.Tensor):
         alphas = getattr(shared.sd_model, "alphas_cumprod", None)
-    return alphas.to("cpu", torch.float64) if isinstance(alphas, torch.Tensor) else None
+    return alphas.to("cpu").to(torch.float64) if isinstance(alphas, torch.Tensor) else None
 
 
 def _steps_of_run(p: Any) -> tuple[int, Optional[int]]:

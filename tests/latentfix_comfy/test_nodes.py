@@ -436,3 +436,11 @@ def test_hook_equals_the_core_for_any_sigma_and_batch(batch, sigma, scale, seed)
     sig = torch.full((batch,), sigma)
     out = patch({"denoised": x0, "sigma": sig, "model": model.model, "model_options": {}})
     assert torch.equal(out, apply(schedule_of(model), x0, model.model.model_sampling.timestep(sig)))
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 8, 8), (1, 4, 0, 8, 8), (2, 4, 0, 8)])
+def test_latent_view_of_an_empty_latent_gives_empty_images_and_one_line(shape, caplog):
+    with caplog.at_level(logging.WARNING, logger="latentfix"):
+        channels, rgb = nodes.LatentFixLatentView().view({"samples": torch.zeros(shape)}, "SDXL", 4.0, 8)
+    assert channels.shape[0] == 0 and rgb.shape[0] == 0 and channels.shape[-1] == 3 and rgb.dtype == torch.float32
+    assert len(caplog.records) == 1 and "empty" in caplog.records[0].getMessage()

@@ -114,3 +114,35 @@ def test_positional_none_keeps_the_default():
 
 
 FIELD_NAMES = [f.name for f in FIELDS]
+
+
+@pytest.mark.parametrize("named", [{"n" * 1_000_000: 1}, {f"name{i}": 1 for i in range(50_000)},
+                                   {"enabled": True, "x" * 1_000_000: "y" * 1_000_000}])
+def test_unknown_names_are_cut_like_values(named):
+    with pytest.raises(SettingsError) as caught:
+        from_named(named)
+    text = str(caught.value)
+    assert "unknown setting" in text and len(text) < 1500 and ("..." in text or "49992 more" in text)
+
+
+def test_coerce_of_an_unknown_huge_name_is_cut():
+    from lib_latentfix.settings import coerce
+
+    with pytest.raises(SettingsError) as caught:
+        coerce("z" * 1_000_000, 1)
+    assert len(str(caught.value)) < 200
+
+
+def test_args_equal_to_a_stale_padding_take_the_current_defaults():
+    """The API pads with the defaults of when it first built them; after a Settings page change (here: strength
+    0.5, preset Gentle) a lone dict is still accepted and unsent positional args take the current defaults."""
+    padding = to_positional(DEFAULTS)
+    current = replace(apply_preset(DEFAULTS, "Gentle"), strength=0.5)
+    lone = from_script_args([{"enabled": True}] + padding[1:], current, padding)
+    assert lone == replace(current, enabled=True)
+    positional = from_script_args([True] + padding[1:], current, padding)
+    assert positional == replace(current, enabled=True)
+    sent = from_script_args([True, "Range only", *padding[2:]], current, padding)
+    assert sent.preset == "Range only" and sent.strength == 0.5
+    with pytest.raises(SettingsError, match="only argument"):
+        from_script_args([{"enabled": True}, True, "Gentle", False], current, padding)

@@ -340,3 +340,122 @@ def test_mean_of_ordinary_images_is_as_accurate_as_a_float32_mean():
     plain = (x.flatten(2).mean(dim=2).double() - exact).abs().max()
     ours = (channel_stats(x).mean.double() - exact).abs().max()
     assert ours <= max(20 * plain, 1e-6)
+
+
+# ---- values near the dtype's largest saturate (issue 17 N6) ---------------------------------------------
+
+
+def _near_largest(dtype, sign=1.0):
+    big = torch.finfo(dtype).max * 0.92
+    x = torch.full((2, 4, 4, 4), -big * sign, dtype=dtype)
+    x[:, 0, 0, 0] = big * sign
+    x[1] *= 1e-6  # an ordinary second image: filtered as ever
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_finite_values_near_the_largest_never_become_inf(dtype, sign):
+    from lib_latentfix.schedule import BLOG, apply
+
+    x = _near_largest(dtype, sign)
+    mask = torch.ones(4, 4)
+    for out in (center(x, 0.8, 0.8), center(x), maximize(x), soft_clamp(x), center(x, 0.8, 0.8, mask=mask),
+                apply(BLOG, x, 800.0), apply(BLOG, x, 50.0), apply(BLOG, x, 990.0), apply(BLOG, x, 800.0, mask=mask)):
+        assert out.dtype == dtype and torch.isfinite(out).all()
+    torch.testing.assert_close(center(x, 0.8, 0.8)[1:], center(x[1:], 0.8, 0.8))
+
+
+def test_the_issue_latent_saturates_at_the_float16_largest():
+    from lib_latentfix.schedule import BLOG, apply
+
+    x = torch.full((1, 4, 4, 4), -60000.0, dtype=torch.float16)
+    x[0, 0, 0, 0] = 60000
+    for out in (center(x, 0.8, 0.8), apply(BLOG, x, 800.0)):
+        assert torch.isfinite(out).all() and out[0, 0, 0, 0] == torch.finfo(torch.float16).max
+        expected = center(x.float(), 0.8, 0.8)
+        inside = expected.abs() < torch.finfo(torch.float16).max
+        torch.testing.assert_close(out.float()[inside], expected[inside], rtol=1e-3, atol=0)
+
+
+def test_saturation_keeps_images_with_inf_and_nan_as_they_were():
+    x = _near_largest(torch.float16)
+    x[1, 2, 1, 1] = math.inf
+    x[1, 3, 2, 2] = math.nan
+    out = center(x, 0.8, 0.8)
+    assert torch.equal(out[1].nan_to_num(nan=7.0), x[1].nan_to_num(nan=7.0)) and torch.isfinite(out[0]).all()
+
+
+# ---- center's mixing is not a matrix product (TF32, issue 17 R3) ----------------------------------------
+
+
+class _MatmulRecorder(torch.overrides.TorchFunctionMode):
+    NAMES = {"matmul", "mm", "bmm", "einsum", "linear", "mv", "addmm", "baddbmm", "tensordot", "__matmul__", "inner",
+             "dot", "addmv", "chain_matmul", "multi_dot"}
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if name in self.NAMES and any(t.dtype == torch.float32 for t in tensors):
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_hot_path_on_a_gpu_like_device_calls_no_float32_matrix_product():
+    """On a device other than the CPU (meta stands in for a GPU, where A1111 turns TF32 on) no filter and no
+    schedule runs a float32 matrix product, which TF32 would round to ~1e-3 (the CPU's averaging product is its
+    own, CPU-only path)."""
+    from lib_latentfix.schedule import BLOG, Center, Schedule, Step, apply
+
+    x = torch.empty(3, 4, 16, 16, device="meta")
+    mask = torch.ones(16, 16, device="meta")
+    t = torch.tensor([990.0, 500.0, 50.0], device="meta")
+    with _MatmulRecorder() as recorder:
+        for out in (center(x, 0.8, 0.8), center(x, 0.6, 1.0, (0, 2)), maximize(x), soft_clamp(x, adaptive=0.998),
+                    center(x, mask=mask), apply(BLOG, x, t), apply(BLOG, x, 800.0), apply(BLOG, x, 50.0, mask=mask),
+                    apply(Schedule("c", (Step(Center(0.5, 0.25)),)), x, t)):
+            assert out.shape == x.shape
+    assert recorder.seen == []
+
+
+def test_center_mixing_is_exact_in_float32():
+    x = latent(batch=3, dtype=torch.float32) + 1000.0
+    expected = center(x.double(), 0.8, 0.8)
+    torch.testing.assert_close(center(x, 0.8, 0.8).double(), expected, rtol=0, atol=2e-4)
+
+
+# ---- gradients and inference mode (issue 17 N7) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_filters_are_declared_non_differentiable_and_accept_a_latent_requiring_grad(name):
+    x = latent(batch=2, dtype=torch.float32).requires_grad_(True)
+    out = FILTERS[name](x)
+    assert not out.requires_grad and out.grad_fn is None
+    assert torch.equal(out, FILTERS[name](x.detach())) and x.grad is None
+    public = {"center": center, "maximize": maximize, "soft_clamp": soft_clamp}[name]
+    assert "differentiable" in public.__doc__.lower().split()
+
+
+def test_constants_cached_in_inference_mode_serve_later_calls_with_gradients():
+    from lib_latentfix import filters
+    from lib_latentfix.schedule import BLOG, apply
+
+    for cached in (filters._averaging_vector, filters._selector, filters._center_matrix):
+        cached.cache_clear()
+    x = latent(batch=2, h=8, w=8, dtype=torch.float32)
+    with torch.inference_mode():
+        first = [f(x) for f in FILTERS.values()] + [apply(BLOG, x, 50.0), apply(BLOG, x, 800.0)]
+    w = torch.nn.Parameter(torch.ones(()))
+    y = x * w  # a latent in an autograd graph
+    again = [f(y) for f in FILTERS.values()] + [apply(BLOG, y, 50.0), apply(BLOG, y, 800.0)]
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    (y * 2).sum().backward()  # the graph around the filters still works
+    assert w.grad is not None
+    for cached in (filters._averaging_vector, filters._selector, filters._center_matrix):
+        assert cached.cache_info().currsize > 0

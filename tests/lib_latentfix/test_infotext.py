@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,3 +147,15 @@ def test_report_tells_what_happened():
     failed = report(chosen, "0.1.0", started=True, corrected=True, failure="turned off after an error: RuntimeError: boom")
     assert failed == {ERROR_KEY: "partly applied, turned off after an error: RuntimeError: boom"}
     assert decode(failed) == (None, [])  # pasting it leaves the extension off
+
+
+@pytest.mark.parametrize("crafted", ["__latentfix_decoded__", "__latentfix_decoded", "latentfix_decoded"])
+def test_decode_cached_ignores_any_text_key_and_leaves_params_alone(crafted):
+    """The cache is not in the params' namespace: no key parsed from text can forge it, and params gain no key."""
+    for value in ("x", "", (None,), ("x",)):
+        params = {VERSION_KEY: "0.1.0", PRESET_KEY: "Gentle", crafted: value}
+        before = dict(params)
+        lines = []
+        assert decode_cached(params, lines.append) == decode(before)[0]
+        assert decode_cached(params, lines.append) == decode(before)[0]
+        assert params == before and lines == []

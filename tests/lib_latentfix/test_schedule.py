@@ -231,3 +231,58 @@ def test_the_change_a_schedule_makes_is_its_result_minus_the_input(t, masked):
     mask = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4)) > 0.5).double() if masked else None
     moved, _ = run(BLOG, x, t, mask=mask, change=True)
     assert torch.allclose(moved, apply(BLOG, x, t, mask=mask) - x, rtol=0, atol=1e-12)
+
+
+# ---- bad arguments name themselves; gradients (issue 17 N7) ---------------------------------------------
+
+
+@pytest.mark.parametrize("call,error,named", [
+    (lambda x: apply(None, x, 500.0), TypeError, "schedule"),
+    (lambda x: apply(BLOG, x, 500.0, mask=[[1.0]]), TypeError, "mask"),
+    (lambda x: apply(BLOG, x, "50"), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, ["a", "b"]), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, True), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, torch.tensor([True, False])), TypeError, "timesteps"),
+    (lambda x: apply(BLOG, x, [1.0, 2.0, 3.0]), ValueError, "timesteps"),
+    (lambda x: Schedule("s", (BLOG.steps[0], "center")), TypeError, "Step"),
+    (lambda x: Schedule("s", 5), TypeError, "steps"),
+])
+def test_bad_arguments_are_a_clear_error_naming_the_argument(call, error, named):
+    from lib_latentfix import center as center_filter
+
+    x = torch.randn(2, 4, 8, 8)
+    with pytest.raises(error, match=named):
+        call(x)
+    with pytest.raises(TypeError, match="mask"):
+        center_filter(x, mask=[[1.0] * 8] * 8)
+
+
+def test_a_schedule_given_a_list_of_steps_holds_a_tuple():
+    assert Schedule("s", list(BLOG.steps)).steps == BLOG.steps
+
+
+def test_apply_is_declared_non_differentiable_and_takes_a_latent_requiring_grad():
+    x = (torch.randn(2, 4, 8, 8) * 5).requires_grad_(True)
+    for t in (torch.tensor([990.0, 50.0]), 800.0, None):
+        out = apply(BLOG, x, t)
+        assert not out.requires_grad and torch.equal(out, apply(BLOG, x.detach(), t))
+    assert "differentiable" in apply.__doc__
+
+
+def test_the_hot_path_on_a_device_copies_nothing_from_the_host_once_warm():
+    """On a device (meta stands in for a GPU) a model call's work — sigma to timestep, the schedule — neither waits
+    for the device nor copies from the host, once the first call has built the cached tables and constants."""
+    from lib_latentfix.sigmas import sigma_to_t
+
+    x = torch.empty(3, 4, 16, 16, device="meta")
+    sigma = torch.empty(3, device="meta")
+    mask = torch.ones(1, 1, 16, 16, device="meta")
+
+    def call():
+        t = sigma_to_t(sigma)
+        return apply(BLOG, x, t), apply(BLOG, x, t, mask=mask), apply(BLOG, x, 50.0), apply(BLOG, x, 990.0)
+
+    call()  # warm-up: the tables and constants are built (and copied to the device) here, once
+    with NoHostSync() as guard:
+        call()
+    assert guard.calls > 0

@@ -74,3 +74,27 @@ def test_before_guidance_is_not_offered_on_forge():
     assert [c if isinstance(c, str) else c[0] for c in radio.choices] == ["sampler latent (as the post)",
                                                                            "after guidance"]
     assert radio.value == "sampler latent (as the post)"
+
+
+
+def test_a_huge_unknown_name_over_the_api_is_cut_in_the_info_and_the_console(capsys):
+    host = _host()
+    huge = "k" * 1_000_000
+    run = host.txt2img([{"enabled": True, huge: 1}], steps=4, seed=1, is_api=True)
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "unknown setting" in line)
+    assert "LatentFix error" in run.processed.infotexts[0] and len(run.processed.infotexts[0]) < 2000
+    assert len(line) < 1000 and "kkk..." in line and host.errors == []
+
+
+def test_pasting_a_huge_unknown_item_or_window_gives_one_short_console_line(capsys):
+    from modules import infotext_utils
+
+    host = _host()
+    script = host.extension.script("txt2img")
+    for group in ("threshold=3;" + "w" * 1_000_000 + "=1", "window=" + "9" * 1_000_000,
+                  ";".join(f"item{i}=1" for i in range(100_000))):
+        text = f"a cat\nSteps: 20, Seed: 1, LatentFix: 0.1.0, LatentFix clamp: {group}"
+        infotext_utils.paste_infotext(script.infotext_fields, text)
+        lines = [line for line in capsys.readouterr().out.splitlines() if "malformed" in line]
+        assert len(lines) == 1 and len(lines[0]) < 2000

@@ -116,3 +116,20 @@ def test_the_summary_line_follows_a_paste(a1111):
     assert not shown.maximize_enabled
     assert state[summary._id] == lf_settings.describe(shown)
     assert "stretches" not in state[summary._id]
+
+
+def test_a_crafted_key_in_the_infotext_cannot_forge_what_is_pasted(a1111):
+    """A key the infotext can hold (any name, any text) never reaches the decode cache: every reader still pastes
+    what the LatentFix keys say (here: the version alone, so the defaults, turned on)."""
+    from modules import infotext_utils
+    from lib_latentfix.infotext import decode
+
+    expected = to_positional(decode({"LatentFix": "0.1.0"})[0])
+    script = a1111.extension.script("txt2img")
+    readers = [reader for _, reader in script.infotext_fields]
+    for value in ("x", "", "1"):
+        text = f"a cat\nSteps: 20, Seed: 1, LatentFix: 0.1.0, __latentfix_decoded__: {value}"
+        params = infotext_utils.parse_generation_parameters(text)
+        assert params["__latentfix_decoded__"] == value
+        assert [read(params) for read in readers] == expected  # (each reader on its own raised before)
+        assert infotext_utils.paste_infotext(script.infotext_fields, text) == expected
