@@ -107,7 +107,8 @@ class LatentFixProbe(scripts.Script):
             _record["sampler_function"] = function if isinstance(function, str) else getattr(function, "__name__", None)
 
     def post_sample(self, p, ps, *args):
-        if _record is not None and _record["final"] is None:
+        # a latent tensor; a hires pass hands over images already decoded (not recorded)
+        if _record is not None and _record["final"] is None and isinstance(ps.samples, torch.Tensor):
             _record["final"] = _cpu(ps.samples)
 
     def postprocess(self, p, processed, *args):
