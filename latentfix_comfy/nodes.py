@@ -57,7 +57,7 @@ def input_spec(field: lf_settings.Field) -> tuple:
 
 def _validate_channels(names: list[str]) -> Callable[..., Any]:
     """A VALIDATE_INPUTS taking exactly the channel inputs (ComfyUI passes the inputs its signature names and
-    keeps its own range/choice checks for every other input, execution.py:777-792, 912).
+    keeps its own range/choice checks for every other input, execution.py:777-792, 912 at ComfyUI fe251146).
 
     ComfyUI attaches the one result to every input the signature names, so the result names each bad input with
     its own problem (all of them, not only the first) and says nothing of the valid ones."""

@@ -2,7 +2,7 @@
 
 :class:`LatentFixPatch` is registered on a clone of the model (``ModelPatcher.clone()``) with
 ``set_model_sampler_post_cfg_function`` and ``set_model_denoise_mask_function``, and :func:`sampler_wrapper` with
-``add_wrapper_with_key("sampler_sample", "latentfix", ...)``. ComfyUI calls
+``add_wrapper_with_key("sampler_sample", "latentfix", ...)``. ComfyUI (line citations: fe251146, v0.12.1+1) calls
 
 * ``sampler_wrapper`` once per sampling run, around ``sampler.sample`` (comfy/samplers.py:974-979 at fe251146): it
   writes what runs (the KSAMPLER's k-diffusion function, its ``extra_options``, the run's sigmas) into the run's own

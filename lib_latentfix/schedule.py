@@ -167,9 +167,6 @@ class Schedule:
             raise TypeError(f"steps must hold only Step objects, got {', '.join(wrong)}")
         object.__setattr__(self, "steps", steps)
 
-    def effective(self) -> "Schedule":
-        """The same schedule without steps that can never change anything (see :meth:`Step.can_change`)."""
-        return replace(self, steps=tuple(s for s in self.steps if s.can_change()))
 
 
 # The source post's callback: adaptive soft clamp above t = 950, center(0.8, 0.8) above 700, then

@@ -369,7 +369,7 @@ PRESET_NAMES: tuple[str, ...] = (*PRESETS, CUSTOM)
 FIELDS: tuple[Field, ...] = tuple(replace(f, choices=PRESET_NAMES) if f.name == "preset" else f for f in _FIELDS)
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 assert tuple(FIELD_BY_NAME) == tuple(f.name for f in fields(Settings)), "FIELDS must follow Settings"
-# The WebUI remembers script controls in ui-config.json by label (modules/ui_loadsave.py:36-70, key
+# The WebUI remembers script controls in ui-config.json by label (A1111 v1.10.1 modules/ui_loadsave.py:36-70, key
 # ".../<label>/value"): two controls with one label would share one remembered value.
 assert len({f.label for f in FIELDS}) == len(FIELDS), "every label must be unique"
 

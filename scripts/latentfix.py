@@ -3,7 +3,7 @@
 The Script's lifecycle (a job per generation on ``p``, its infotext, its end) and the callback registration.
 Everything else is in the shell package ``scripts/latentfix_webui`` (by concern) over the host-free core
 ``lib_latentfix``. Everything is imported here, at import time: A1111 removes the extension root from
-``sys.path`` right after loading ``scripts/`` (modules/scripts.py:509-524).
+``sys.path`` right after loading ``scripts/`` (``load_scripts`` in A1111 v1.10.1 modules/scripts.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@
 - ``gallery``: diagnostics images and trace files
 
 Every submodule is imported here, at import time: A1111 removes the extension root from ``sys.path`` right after
-loading ``scripts/`` (modules/scripts.py:509-524).
+loading ``scripts/`` (``load_scripts`` in modules/scripts.py).
+
+Line citations in this package are pinned: ``A file.py:N`` and ``modules/file.py:N`` are AUTOMATIC1111 v1.10.1,
+``F file.py:N`` Forge dfdcbab6, ``K k_diffusion/...`` the k-diffusion commit A1111 v1.10.1 pins.
 """
 
 from . import callbacks, gallery, handoff, host, options, ui, xyz  # noqa: F401
