@@ -12,7 +12,7 @@ scale are open: ``t_min <= 0`` has no lower limit (the last, t = 0 evaluation is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 import torch
