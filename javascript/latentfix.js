@@ -40,7 +40,7 @@
         ["maximize_strength", "Maximize strength", "How much of the stretch to apply (0 = none, 1 = full)."],
         ["maximize_t_min", "Maximize: t from", "Maximize stops once the timestep falls to this value (1000 = pure noise, 0 = finished image; 0 reaches the very last step)."],
         ["maximize_t_max", "Maximize: t to", "Maximize starts once the timestep falls below this value (1000 = from the first step)."],
-        ["correction_point", "Correction point", "After guidance corrects the final (CFG-combined) prediction of each image, on every WebUI. Before guidance corrects the separate prompt/negative predictions; only AUTOMATIC1111 calls that hook (Forge and reForge never do)."],
+        ["correction_point", "Correction point", "Sampler latent (as the post): the filters act on the latent each sampler step produces, at that step's timestep, as the post's callback does (exact for Euler, Heun, DPM++ 2M and DDIM; Euler a before its added noise; other samplers fall back to after guidance). After guidance corrects each model call's final (CFG-combined) prediction instead, on every WebUI. Before guidance corrects the separate prompt/negative predictions; only AUTOMATIC1111 calls that hook."],
         ["apply_in_hires", "Apply in hires fix pass", "Also correct during the hires fix second pass."],
         ["skip_inner_passes", "Skip inner passes of other extensions (ADetailer\u2026)", "Leave detail passes of other extensions (ADetailer's face fix and similar) alone, so no mismatched box appears."],
         ["diagnostics", "Show latent diagnostics", "Add a per-step chart of each channel and a four-channel view of the final latent to the gallery (does not change the image)."],
