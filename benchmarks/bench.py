@@ -99,14 +99,24 @@ def glue_call(t: float) -> Callable[[Tensor], Tensor]:
     on the host (the timesteps were announced before the sampler run) and corrects the guided prediction."""
     from dataclasses import replace as _replace
 
-    from lib_latentfix.runtime import HostTimesteps, Job, ModelCall
+    from lib_latentfix.runtime import HostTimesteps, Job
     from lib_latentfix.settings import AFTER_CFG, DEFAULTS
 
     job = Job(_replace(DEFAULTS, enabled=True, correction_point=AFTER_CFG), version="bench", report=print)
     job.begin_pass("run", HostTimesteps((t,)))
 
+    return _one_model_call(job, lambda x: x)
+
+
+def _one_model_call(job, rows_of: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """One model call through ``job`` as the WebUI glue makes it: the prediction is ``x``, the call's latent rows
+    ``rows_of(x)``."""
+    from lib_latentfix.runtime import ModelCall
+    from lib_latentfix.settings import AFTER_CFG
+
     def run(x: Tensor) -> Tensor:
-        job.begin_call("run", 0, lambda steps, host_t: ModelCall(steps, None, x, None, None, host_t))
+        rows = rows_of(x)
+        job.begin_call("run", 0, lambda steps, host_t: ModelCall(steps, None, rows, None, None, host_t))
         out = job.correct(AFTER_CFG, x)
         job.end_call()
         return x if out is None else out
@@ -120,8 +130,8 @@ def latent_call(t: float) -> Callable[[Tensor], Tensor]:
     from dataclasses import replace as _replace
 
     from lib_latentfix.landing import EULER, k_diffusion_landings
-    from lib_latentfix.runtime import HostTimesteps, Job, ModelCall
-    from lib_latentfix.settings import AFTER_CFG, DEFAULTS
+    from lib_latentfix.runtime import HostTimesteps, Job
+    from lib_latentfix.settings import DEFAULTS
     from lib_latentfix.sigmas import t_to_sigma
 
     sigmas = t_to_sigma(torch.tensor([t, max(t - 34.4, 0.0)]))
@@ -130,17 +140,13 @@ def latent_call(t: float) -> Callable[[Tensor], Tensor]:
     job.begin_pass("run", HostTimesteps((t,), landings=landings))
     latents: dict[tuple, Tensor] = {}
 
-    def run(x: Tensor) -> Tensor:
+    def rows_of(x: Tensor) -> Tensor:  # the sampler's latent rows beside the prediction, made once per shape
         key = (tuple(x.shape), x.device)
         if key not in latents:
-            latents[key] = x * 3.0  # the sampler's latent rows beside the prediction
-        rows = latents[key]
-        job.begin_call("run", 0, lambda steps, host_t: ModelCall(steps, None, rows, None, None, host_t))
-        out = job.correct(AFTER_CFG, x)
-        job.end_call()
-        return x if out is None else out
+            latents[key] = x * 3.0
+        return latents[key]
 
-    return run
+    return _one_model_call(job, rows_of)
 
 
 def device_call(t: float) -> Callable[[Tensor], Tensor]:
