@@ -293,25 +293,23 @@ class Affine:
                 out = work.add_(offset) if work is not x else work.add(offset)
             else:
                 out.add_(offset)
-        low, high = self.limits(torch.finfo(within or dtype).max)
+        high = self.limits(torch.finfo(within or dtype).max)[:, :, None, None]
         # (two in-place passes: a clamp with per-channel tensor bounds is several times slower on CPUs)
-        torch.minimum(out, high[:, :, None, None], out=out)
-        torch.maximum(out, low[:, :, None, None], out=out)
+        torch.minimum(out, high, out=out)
+        torch.maximum(out, high.neg_(), out=out)
         return out if out.dtype == dtype else out.to(dtype)
 
-    def limits(self, largest: float) -> tuple[Tensor, Tensor]:
-        """Per image and channel (``[B, C]``), the range results are clamped to: ±``largest`` where the map moves
-        values, ±inf where it leaves the channel as it is."""
-        ref = self.scale if self.scale is not None else self.offset
+    def limits(self, largest: float) -> Tensor:
+        """Per image and channel (``[B, C]``), the magnitude results are clamped to: ``largest`` where the map moves
+        values, +inf where it leaves the channel as it is."""
         moves = None if self.offset is None else self.offset != 0
         if self.scale is not None:
             moves = self.scale != 1 if moves is None else moves | (self.scale != 1)
-        high = torch.full_like(ref, math.inf).masked_fill_(moves, largest)
-        return high.neg(), high
-
+        return torch.full_like(moves, math.inf, dtype=(self.scale if self.scale is not None else self.offset).dtype
+                               ).masked_fill_(moves, largest)
 
     def change(self, x: Tensor) -> Tensor:
-        """``apply(x) − x``, in ``x``'s dtype: ``(scale − 1)·x + offset`` in one elementwise pass; a map without a
+        """``apply(x) − x``, in ``x``'s dtype: ``(scale − 1)·x + offset`` (two elementwise passes, the second in place); a map without a
         scale changes each channel by its offset alone, returned as ``[B, C, 1, 1]`` (it broadcasts against ``x``)."""
         ref = self.scale if self.scale is not None else self.offset
         if ref is None:
@@ -320,10 +318,9 @@ class Affine:
         if self.scale is None:
             return self.offset.reshape(shape).to(x.dtype, copy=True)
         work = x if x.dtype == ref.dtype else x.to(ref.dtype)
-        if self.offset is None:
-            out = work.mul((self.scale - 1).reshape(shape))
-        else:
-            out = torch.addcmul(self.offset.reshape(shape), work, (self.scale - 1).reshape(shape))
+        out = work.mul((self.scale - 1).reshape(shape))
+        if self.offset is not None:  # (in place: an addcmul with per-channel factors is several times slower on CPUs)
+            out.add_(self.offset.reshape(shape))
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
 

@@ -22,6 +22,7 @@ from .settings import AFTER_CFG, BEFORE_CFG, FEW_STEPS, FILTER_SECTIONS, LATENT,
 from .sigmas import eps_after_x0_change, eps_to_x0
 
 Tensor = torch.Tensor
+EVIDENCE_FOLD = 32  # calls whose NaN/inf evidence is kept before it is folded into one count (see Job._note)
 
 
 def latent_problem(x: Any) -> Optional[str]:
@@ -177,6 +178,7 @@ class Job:
         self._corrected: set[str] = set()  # correction points that changed a prediction
         self._failure: Optional[str] = None
         self._evidence: list[Tensor] = []  # per corrected prediction, rows finite where its images were (device)
+        self._bad: list[Tensor] = []  # earlier evidence, folded: counts of images that held NaN/inf (device)
         self._missed = 0  # model calls whose prediction never reached the correction
         self._call: Optional[ModelCall] = None
         self._host: Optional[HostTimesteps] = None
@@ -326,7 +328,7 @@ class Job:
                 return self._land(call, prediction)
             corrected, evidence = correct(self.schedule, prediction, call)
             if evidence is not None:  # the statistics already tell which rows held NaN/inf: counted at the end
-                self._evidence.append(evidence)
+                self._note(evidence)
             if self.observer is not None:
                 self.observer(point, prediction, corrected, call)
         except Exception as error:  # never break the generation
@@ -345,7 +347,7 @@ class Job:
         def filters(latent: Tensor) -> Tensor:
             moved, evidence = run(Schedule(self.schedule.name, call.steps), latent, None, mask=call.mask, change=True)
             if evidence is not None:
-                self._evidence.append(evidence)
+                self._note(evidence)
             if self.observer is not None:
                 self.observer(LATENT, latent, latent + moved, call)
             return moved
@@ -425,15 +427,29 @@ class Job:
         skipped = tuple(step for name, step in self._parts if name in missed)
         return replace(self.schedule, steps=ran), replace(self.schedule, steps=skipped)
 
+    def _note(self, evidence: Tensor) -> None:
+        """Keep one call's evidence; every ``EVIDENCE_FOLD`` calls the kept ones are folded into one count, so that
+        a long generation holds a few small tensors, not one per call."""
+        self._evidence.append(evidence)
+        if len(self._evidence) >= EVIDENCE_FOLD:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._evidence:
+            rows = torch.cat([torch.isfinite(rows).all(dim=1) for rows in self._evidence])
+            self._bad.append(rows.logical_not().sum())
+            self._evidence = []
+
     def finish(self) -> None:
         """The generation is over: its console lines (reads the device's non-finite count, once)."""
         self._end_pass()
         self._call = None
         lines = []
         bad = 0
-        if self._evidence:  # the one read, at the end
-            bad = int(torch.cat([torch.isfinite(rows).all(dim=1) for rows in self._evidence]).logical_not().sum())
-        self._evidence = []
+        if self._evidence or self._bad:  # the one read, at the end
+            self._fold()
+            bad = int(torch.stack(self._bad).sum())
+        self._evidence, self._bad = [], []
         if bad:
             lines.append(f"{bad} image prediction(s) held NaN/inf values; those were left uncorrected (the model or "
                          "another extension produced them)")

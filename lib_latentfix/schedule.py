@@ -354,7 +354,7 @@ def run(
         else:
             runner.add_affine(maximize_affine(runner.stats(True), op.boundary, op.channels, weight))
     if change and weight_mask is None and runner.current is x and runner.pending is not None:
-        return runner.pending.change(x), runner.evidence  # one pass: (scale − 1)·x + offset
+        return runner.pending.change(x), runner.evidence  # (scale − 1)·x + offset, without the map's result
     out = runner.flush()
     if out is x:
         return (torch.zeros_like(x) if change else x.clone()), runner.evidence

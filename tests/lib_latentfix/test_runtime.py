@@ -188,3 +188,28 @@ def test_finish_counts_the_images_that_held_nan_or_inf_not_those_with_an_empty_m
     assert [line for line in lines if "NaN" in line] == [
         "4 image prediction(s) held NaN/inf values; those were left uncorrected (the model or another extension "
         "produced them)"]
+
+
+def test_a_long_generation_keeps_a_bounded_number_of_tensors_and_still_counts_every_nan_image():
+    """Thousands of model calls (a long batch, an X/Y/Z grid in one job) must not keep one tensor per call until the
+    end: that grew the process by about a megabyte per call once glibc's heap fragmented around them."""
+    from lib_latentfix.runtime import EVIDENCE_FOLD, HostTimesteps, Job
+
+    lines = []
+    job = Job(replace(DEFAULTS, enabled=True, correction_point="after"), version="test", report=lines.append)
+    job.begin_pass("run", HostTimesteps((800.0,) * 1000))
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    bad = x.clone()
+    bad[1, 0, 0, 0] = float("nan")
+    held = 0
+    for call in range(1000):
+        rows = bad if call % 7 == 0 else x
+        assert job.begin_call("run", call, lambda steps, host_t: ModelCall(steps, None, rows, None, None, host_t))
+        job.correct("after", rows)
+        job.end_call()
+        held = max(held, len(job._evidence) + len(job._bad))
+    job.finish()
+    assert held <= EVIDENCE_FOLD + 1000 // EVIDENCE_FOLD
+    assert [line for line in lines if "NaN" in line] == [
+        f"{len(range(0, 1000, 7))} image prediction(s) held NaN/inf values; those were left uncorrected (the model or "
+        "another extension produced them)"]
