@@ -273,9 +273,10 @@ class Affine:
             return v if self.offset is None else v + self.offset
         return ChannelStats(f(stats.mean), f(stats.low), f(stats.high), stats.total)
 
-    def apply(self, x: Tensor, dtype: Optional[torch.dtype] = None, *, within: Optional[torch.dtype] = None) -> Tensor:
+    def apply(self, x: Tensor, dtype: Optional[torch.dtype] = None, *, within: Optional[torch.dtype] = None,
+              overwrite: bool = False) -> Tensor:
         """Apply the map to ``x`` (one elementwise pass, two with a scale, then the saturation), returning ``dtype``
-        (default: ``x``'s).
+        (default: ``x``'s). With ``overwrite`` the result may be written into ``x`` (a tensor the caller owns).
 
         Results beyond the finite range of ``within`` (default: ``dtype``) saturate at ±its largest. Channels the
         map leaves alone (scale 1, offset ±0: every channel of an image that is not usable) are not clamped, so
@@ -286,13 +287,13 @@ class Affine:
         if ref is None:
             return x.to(dtype, copy=True)
         work = x if x.dtype == ref.dtype else x.to(ref.dtype)
-        out = work.mul(self.scale[:, :, None, None]) if self.scale is not None else None
-        if self.offset is not None:
-            offset = self.offset[:, :, None, None]
-            if out is None:  # (a converted copy of x is ours to write)
-                out = work.add_(offset) if work is not x else work.add(offset)
-            else:
-                out.add_(offset)
+        ours = overwrite or work is not x  # (a converted copy of x is ours to write)
+        if self.scale is not None:
+            out = work.mul_(self.scale[:, :, None, None]) if ours else work.mul(self.scale[:, :, None, None])
+            if self.offset is not None:
+                out.add_(self.offset[:, :, None, None])
+        else:
+            out = work.add_(self.offset[:, :, None, None]) if ours else work.add(self.offset[:, :, None, None])
         high = self.limits(torch.finfo(within or dtype).max)[:, :, None, None]
         # (two in-place passes: a clamp with per-channel tensor bounds is several times slower on CPUs)
         torch.minimum(out, high, out=out)

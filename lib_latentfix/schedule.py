@@ -241,6 +241,7 @@ class _Runner:
     takes its own, per pixel)."""
 
     def __init__(self, x: Tensor, mask: Optional[Tensor], ranges: bool):
+        self.x = x  # the caller's latent: never written
         self.current = x
         self.mask = mask
         self.ranges = ranges  # take min and max with the first statistics (a later step will need them)
@@ -263,8 +264,8 @@ class _Runner:
         self.pending = affine if self.pending is None else self.pending.then(affine)
 
     def flush(self) -> Tensor:
-        if self.pending is not None:
-            self.current = self.pending.apply(self.current)
+        if self.pending is not None:  # (in place on a tensor a step before made: one write less)
+            self.current = self.pending.apply(self.current, overwrite=self.current is not self.x)
             self.pending = None
             self.base_stats = None
         return self.current
