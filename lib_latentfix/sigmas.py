@@ -64,7 +64,9 @@ _MODEL_LOCK = threading.Lock()
 
 
 def _model_log_sigmas(alphas_cumprod: Tensor, device: torch.device) -> Tensor:
-    version = alphas_cumprod._version
+    # an inference tensor (made under torch.inference_mode, as Forge samples) has no version counter: it is held by
+    # identity alone (a table rewritten in place inside inference mode is not noticed; hand over a new tensor)
+    version = -1 if alphas_cumprod.is_inference() else alphas_cumprod._version
     with _MODEL_LOCK:
         for ref, held_version, held_device, table in _MODEL_TABLES:
             if ref() is alphas_cumprod and held_version == version and held_device == device:

@@ -145,6 +145,21 @@ def test_tables_first_built_in_inference_mode_serve_autograd_later():
     assert t.shape == (2,)
 
 
+def test_a_model_table_made_in_inference_mode_converts_like_a_normal_one():
+    """Forge samples under torch.inference_mode, so the model's table there is an inference tensor, which has no
+    version counter: converting with it raised "Inference tensors do not track version counter" (real Forge then
+    fell back to after guidance on every generation)."""
+    normal = scaled_linear_alphas_cumprod()
+    with torch.inference_mode():
+        table = scaled_linear_alphas_cumprod()
+        sigma = torch.tensor([14.0, 1.0, 0.03])
+        inside = sigma_to_t(sigma, table)
+    assert table.is_inference()
+    outside = sigma_to_t(torch.tensor([14.0, 1.0, 0.03]), table)
+    assert torch.equal(inside, sigma_to_t(sigma, normal)) and torch.equal(outside, inside)
+    assert torch.equal(t_to_sigma(outside, table), t_to_sigma(outside, normal))
+
+
 def test_the_guard_flags_a_host_table_copied_to_the_device_on_every_call():
     """What sigma_to_t did before its tables were cached: build on the host, copy to the latent's device."""
     import math
