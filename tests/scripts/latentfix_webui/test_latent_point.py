@@ -172,3 +172,19 @@ def test_ddim_windows_are_decided_on_the_host_and_the_infotext_claims_only_what_
     run = host.txt2img(args(correction_point=point), sampler="DDIM", steps=steps, seed=3)
     said = _infotext(run)
     assert unclaimed not in said and f"point={point}" in said["LatentFix options"]
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
+def test_forge_inference_mode_still_lands_on_the_post_filtered_latent(sampler, monkeypatch, capsys):
+    """Forge runs the whole generation under torch.inference_mode (F modules/processing.py:911), so every table read
+    before the sampler run is an inference tensor: the latent point must still be reached (real Forge dfdcbab6 fell
+    back to after guidance on every generation, "Inference tensors do not track version counter")."""
+    kw = dict(batch_size=2, steps=12, seed=7, cfg_scale=9.0)
+    with torch.inference_mode():
+        ours = _generate("forge", sampler, monkeypatch, **kw)
+    reference = {name: function for name, function, _ in CASES}[sampler]
+    theirs = _generate("forge", sampler, monkeypatch, reference=reference, **kw)
+    out = capsys.readouterr().out
+    assert "not known" not in out, out
+    assert "point=latent" in ours.processed.infotexts[0]
+    assert _relative(ours.latents, theirs.latents) <= 1e-10
