@@ -1,7 +1,7 @@
 """The latent point on a real host: each sampler step lands on the post's filtered latent (Euler and DDIM).
 
 With ``correction_point = "latent"`` (the default) LatentFix rewrites each model call's guided prediction so that the
-sampler's own step lands on the post's filtered latent. This module checks that on a running AUTOMATIC1111 WebUI,
+sampler's own step lands on the post's filtered latent. This module checks that on a running WebUI (A1111, Forge, reForge),
 from what the sampler itself hands to the CFG callbacks: for every step i, the latent the sampler shows at model call
 i + 1 must equal the post's callback (``tests/support/post_reference.py`` ``correct(latents, t)``, one image at a
 time) applied to the latent step i would have made from call i's latent and its RAW guided prediction (before
@@ -11,7 +11,8 @@ LatentFix's after-CFG callback), keyed on step i's timestep:
   of σ, interpolated in the model's log-sigma table;
 * DDIM (A1111's own sampler, η = 0): the latent is the VP latent √ᾱ·x0 + √(1−ᾱ)·ε and the prediction ε;
   ``x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t``, ``x_next = √ᾱ_prev·x0 + √(1−ᾱ_prev)·ε`` with ᾱ_prev at the next lower of the
-  sampler's timesteps; t is the integer timestep.
+  sampler's timesteps; t is the integer timestep. Forge and reForge run the same DDIM loop but show the callbacks the
+  VP latent × √(σ² + 1) at the timestep's real σ, and an x0 (F sd_samplers_cfg_denoiser.py): the test converts back.
 
 The last step's latent never reaches a CFG callback; the probe takes it from the sampler's returned samples
 (``post_sample``), so the last step is checked too. Agreement is float32 round-off: at most ``TOLERANCE`` of the
@@ -108,29 +109,50 @@ def _timestep_of_sigma(sigma: float, alphas_cumprod: torch.Tensor) -> float:
 
 
 def _euler_steps(record):
-    """(t, latent step i made from the raw prediction) per step, from σ_i and σ_{i+1} (0 after the last)."""
+    """Per step: (t, latent step i made from the raw prediction, the latent the sampler holds after step i), from σ_i
+    and σ_{i+1} (0 after the last)."""
     table = record["alphas_cumprod"].double()
     sigmas = [float(s[0]) for s in record["sigma"]] + [0.0]
-    for i, (x, denoised) in enumerate(zip(record["x"], record["prediction"])):
+    after = record["x"][1:] + [record["final"]]
+    for i, (x, denoised, got) in enumerate(zip(record["x"], record["prediction"], after)):
         x, denoised = x.double(), denoised.double()
-        yield _timestep_of_sigma(sigmas[i], table), x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        made = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        yield _timestep_of_sigma(sigmas[i], table), made, got.double()
+
+
+def _ddim_calls(record):
+    """Per model call: (integer timestep, VP latent, ε), as the DDIM loop holds them.
+
+    A1111 hands the callbacks exactly these (its ``sigma`` field is the timestep). Forge-like hosts (Forge, reForge)
+    convert before any callback: they show the VP latent × √(σ² + 1) at the real σ = √((1 − ᾱ)/ᾱ) of the rounded
+    timestep, and an x0; the loop gets back ε = (x − x0)/σ."""
+    fields = [float(s[0]) for s in record["sigma"]]
+    if all(f == round(f) for f in fields):  # timesteps (a real σ is never a whole number here)
+        return [int(f) for f in fields], [x.double() for x in record["x"]], [e.double() for e in record["prediction"]]
+    table = record["alphas_cumprod"].double()
+    table_sigmas = ((1 - table) / table).sqrt()
+    timesteps = [int((table_sigmas - f).abs().argmin()) for f in fields]
+    latents = [x.double() / math.sqrt(f * f + 1) for x, f in zip(record["x"], fields)]
+    eps = [(x.double() - x0.double()) / f for x, x0, f in zip(record["x"], record["prediction"], fields)]
+    return timesteps, latents, eps
 
 
 def _ddim_steps(record):
-    """(t, latent step i made from the raw ε): A1111's η = 0 DDIM update from ᾱ_t to ᾱ at the next lower timestep."""
+    """Per step: (t, VP latent step i made from the raw ε, the VP latent the sampler holds after step i): A1111's
+    η = 0 DDIM update from ᾱ_t to ᾱ at the next lower timestep (Forge and reForge run the same loop)."""
     table = record["alphas_cumprod"].double()
-    timesteps = [int(s[0]) for s in record["sigma"]]
+    timesteps, latents, predictions = _ddim_calls(record)
     spacing = timesteps[-2] - timesteps[-1]
     # A1111 (sd_samplers_timesteps.get_timesteps) walks range(0, 1000, 1000 // steps) + 1 downwards: evenly spaced,
     # and the last call's next lower timestep is the first entry, 1
     assert all(a - b == spacing for a, b in zip(timesteps, timesteps[1:])), timesteps
     assert timesteps[-1] - spacing == 1, timesteps
     following = timesteps[1:] + [timesteps[-1] - spacing]
-    for x, eps, t, t_next in zip(record["x"], record["prediction"], timesteps, following):
-        x, eps = x.double(), eps.double()
+    after = latents[1:] + [record["final"].double()]  # the loop returns the VP latent
+    for x, eps, t, t_next, got in zip(latents, predictions, timesteps, following, after):
         a_t, a_next = table[t], table[t_next]
         x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-        yield float(t), a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        yield float(t), a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps, got
 
 
 def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -157,9 +179,8 @@ def test_each_step_lands_on_the_post_callback_of_the_step_it_would_have_made(web
     probe = [i for i, name in enumerate(order) if "latentfix_probe" in name]
     assert ours and probe and max(probe) < min(ours), f"after-CFG callbacks run in this order: {order}"
 
-    after = [x.double() for x in record["x"][1:]] + [record["final"].double()]  # latent after step i
     deviations, moved, times = [], [], []
-    for (t, made), got in zip(steps_of(record), after):
+    for t, made, got in steps_of(record):  # got: the latent after step i (the next call's, or the returned one)
         deviations.append(_relative(got, _per_image(made, t)))
         moved.append(_relative(got, made))  # how far the filters moved that step's latent
         times.append(t)

@@ -12,7 +12,9 @@ Per generation it writes ``<LATENTFIX_PROBE_DIR>/<time_ns>.pt``, a dict of:
 * ``prediction``: per model call, the guided prediction as it reaches this probe's after-CFG callback, which runs
   before LatentFix's (LatentFix moves its own last before each sampler run): the RAW prediction;
 * ``after_cfg_order``: the names of the after-CFG callbacks in the order the host calls them (first call);
-* ``final``: the samples the sampler returned (``post_sample``), ``alphas_cumprod``: the model's table;
+* ``final``: the samples the sampler returned (``post_sample``), ``alphas_cumprod``: the model's table (on Forge,
+  where the model has no such attribute until a DDIM-family sampler sets one, ᾱ = 1/(σ² + 1) of its predictor's σ
+  table: the same values that sampler would set);
 * ``sampler``, ``scheduler``, ``sampler_class``, ``steps``, ``batch``, ``seed``.
 
 Nothing in here modifies a tensor, the request or the infotext.
@@ -41,6 +43,16 @@ def _folder():
 
 def _cpu(tensor):
     return tensor.detach().to("cpu", copy=True)
+
+
+def _alphas_cumprod(model):
+    """The model's ᾱ table: A1111's attribute, else Forge's predictor (F modules/sd_samplers_timesteps.py)."""
+    table = getattr(model, "alphas_cumprod", None)
+    if isinstance(table, torch.Tensor):
+        return _cpu(table)
+    unet = getattr(getattr(model, "forge_objects", None), "unet", None)
+    sigmas = getattr(getattr(getattr(unet, "model", None), "predictor", None), "sigmas", None)
+    return _cpu(1.0 / (sigmas ** 2.0 + 1.0)) if isinstance(sigmas, torch.Tensor) else None
 
 
 def _callback_names(category):
@@ -81,15 +93,13 @@ class LatentFixProbe(scripts.Script):
         _record = None
         if _folder() is None:
             return
-        model = getattr(p, "sd_model", None)
-        table = getattr(model, "alphas_cumprod", None)
         _record = {
             "sampler": getattr(p, "sampler_name", None),
             "scheduler": getattr(p, "scheduler", None),
             "steps": getattr(p, "steps", None),
             "batch": int(getattr(p, "batch_size", 1)),
             "seed": getattr(p, "seed", None),
-            "alphas_cumprod": None if table is None else _cpu(table),
+            "alphas_cumprod": None,
             "sampler_class": None,
             "sampler_function": None,
             "x": [],
@@ -105,6 +115,8 @@ class LatentFixProbe(scripts.Script):
             _record["sampler_class"] = type(sampler).__name__ if sampler is not None else None
             function = getattr(sampler, "funcname", None)  # a name (k-diffusion) or the function (DDIM)
             _record["sampler_function"] = function if isinstance(function, str) else getattr(function, "__name__", None)
+            if _record["alphas_cumprod"] is None:  # read once the sampler exists (Forge's DDIM sets the attribute)
+                _record["alphas_cumprod"] = _alphas_cumprod(getattr(p, "sd_model", None))
 
     def post_sample(self, p, ps, *args):
         # a latent tensor; a hires pass hands over images already decoded (not recorded)
