@@ -303,11 +303,11 @@ class Affine:
     def limits(self, largest: float) -> Tensor:
         """Per image and channel (``[B, C]``), the magnitude results are clamped to: ``largest`` where the map moves
         values, +inf where it leaves the channel as it is."""
+        ref = self.scale if self.scale is not None else self.offset
         moves = None if self.offset is None else self.offset != 0
         if self.scale is not None:
             moves = self.scale != 1 if moves is None else moves | (self.scale != 1)
-        return torch.full_like(moves, math.inf, dtype=(self.scale if self.scale is not None else self.offset).dtype
-                               ).masked_fill_(moves, largest)
+        return torch.where(moves, _number(largest, ref.dtype, ref.device), _number(math.inf, ref.dtype, ref.device))
 
     def change(self, x: Tensor) -> Tensor:
         """``apply(x) − x``, in ``x``'s dtype: ``(scale − 1)·x + offset`` (two elementwise passes, the second in place); a map without a
@@ -329,6 +329,12 @@ def _add(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
     if a is None:
         return b
     return a if b is None else a + b
+
+
+@constant
+def _number(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``value`` as a 0-dim tensor of ``dtype`` on ``device`` (made once)."""
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 @constant

@@ -22,7 +22,7 @@ from .settings import AFTER_CFG, BEFORE_CFG, FEW_STEPS, FILTER_SECTIONS, LATENT,
 from .sigmas import eps_after_x0_change, eps_to_x0
 
 Tensor = torch.Tensor
-EVIDENCE_FOLD = 32  # calls whose NaN/inf evidence is kept before it is folded into one count (see Job._note)
+EVIDENCE_FOLD = 128  # calls whose NaN/inf evidence is kept before it is folded into one count (see Job._note)
 
 
 def latent_problem(x: Any) -> Optional[str]:
