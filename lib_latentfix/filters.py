@@ -310,8 +310,9 @@ class Affine:
         return torch.where(moves, _number(largest, ref.dtype, ref.device), _number(math.inf, ref.dtype, ref.device))
 
     def change(self, x: Tensor) -> Tensor:
-        """``apply(x) − x``, in ``x``'s dtype: ``(scale − 1)·x + offset`` (two elementwise passes, the second in place); a map without a
-        scale changes each channel by its offset alone, returned as ``[B, C, 1, 1]`` (it broadcasts against ``x``)."""
+        """``apply(x) − x``, in ``x``'s dtype: ``(scale − 1)·x + offset`` (two elementwise passes, the second in
+        place); a map without a scale changes each channel by its offset alone, returned as ``[B, C, 1, 1]`` (it
+        broadcasts against ``x``)."""
         ref = self.scale if self.scale is not None else self.offset
         if ref is None:
             return torch.zeros_like(x)
