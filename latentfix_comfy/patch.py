@@ -54,12 +54,10 @@ SAMPLER_SAMPLE = "sampler_sample"
 WRAPPER_KEY = "latentfix"
 RUN_KEY = "latentfix_sampler"
 
-# k-diffusion functions whose model calls are known from the run's sigma list: one call per step at sigma_i, or
-# (Heun) a second one at sigma_i+1 unless that is 0. Euler and Heun with s_churn > 0 evaluate above sigma_i.
-FIRST_ORDER = frozenset({"sample_euler", "sample_euler_ancestral", "sample_dpmpp_2m", "sample_lms",
-                         "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde", "sample_lcm"})
+# k-diffusion functions whose model calls are known from the run's sigma list: one call per step at sigma_i
+# (lib_latentfix.landing.ONE_CALL_PER_STEP), or (Heun) a second one at sigma_i+1 unless that is 0. With s_churn > 0
+# (lib_latentfix.landing.CHURN) they evaluate above sigma_i.
 SECOND_AT_NEXT = frozenset({"sample_heun"})
-CHURN = frozenset({"sample_euler", "sample_heun"})
 # How far a call's sigma is moved both ways to find the timesteps the device may compute for it (the host and the
 # device round the same ``model_sampling.timestep`` differently only next to a tie between two table entries).
 SIGMA_WOBBLE = 1e-5
@@ -208,29 +206,28 @@ class LatentFixPatch:
         run = self._run
         if run is not None and run.key is key:  # (no record and no sigma list: one run, decided once)
             return run
-        run = self._start_run(args, sigmas, seen if isinstance(seen, SamplerSeen) else None)
-        run.key = key
+        run = self._start_run(args, key, sigmas, seen if isinstance(seen, SamplerSeen) else None)
         self._run = run
         return run
 
-    def _start_run(self, args: dict, sigmas: Any, seen: Optional[SamplerSeen]) -> _Run:
+    def _start_run(self, args: dict, key: Any, sigmas: Any, seen: Optional[SamplerSeen]) -> _Run:
         x0, model = args["denoised"], args["model"]
         problem = unsupported(model, x0)
         if problem is not None:
             message(f"{problem}; this sampling run passes through uncorrected")
-            return _Run(sigmas, self.schedule, "unsupported")
+            return _Run(key, self.schedule, "unsupported")
         schedule = self.schedule
         if not (isinstance(sigmas, torch.Tensor) and sigmas.dim() == 1 and sigmas.numel() >= 2):
             if self.point == lf_settings.LATENT:
                 message(after_instead("this run has no sigma list (sample_sigmas)"))
-            return _Run(sigmas, schedule, None)
+            return _Run(key, schedule, None)
         try:
             host = sigmas.detach().to("cpu")  # the run's one read of its sigma list
             schedule = steps_for_run(schedule, model.model_sampling, host)
         except Exception as error:  # an unusual model_sampling: keep every step, decided per row on the device
             message(f"could not read this run's sigma range ({type(error).__name__}: {error}); every step kept")
-            return _Run(sigmas, schedule, None)
-        run = _Run(sigmas, schedule, None)
+            return _Run(key, schedule, None)
+        run = _Run(key, schedule, None)
         function = seen.name if seen is not None else None
         try:
             timesteps = call_timesteps(model.model_sampling, host)
@@ -289,10 +286,10 @@ def call_timesteps(model_sampling: Any, sigmas: torch.Tensor) -> tuple[list[floa
 
 def call_sigmas(function: Optional[str], sigmas: torch.Tensor, extra_options: dict) -> Optional[list[int]]:
     """The index in the run's sigma list of each model call's sigma, in call order; None when not known."""
-    if function in CHURN and float(extra_options.get("s_churn", 0.0) or 0.0) > 0:
+    if function in lf_landing.CHURN and float(extra_options.get("s_churn", 0.0) or 0.0) > 0:
         return None
     steps = sigmas.shape[0] - 1
-    if function in FIRST_ORDER:
+    if function in lf_landing.ONE_CALL_PER_STEP:
         return list(range(steps))
     if function in SECOND_AT_NEXT:
         calls = []
@@ -315,7 +312,7 @@ def run_landings(seen: Optional[SamplerSeen], sigmas: Any, host: torch.Tensor,
     kind = lf_landing.sampler_kind(name) if name else None
     if kind not in lf_landing.K_DIFFUSION_KINDS:
         return None, f"no known step for {name or type(seen.function).__name__}"
-    if name in CHURN and float(seen.extra_options.get("s_churn", 0.0) or 0.0) > 0:
+    if name in lf_landing.CHURN and float(seen.extra_options.get("s_churn", 0.0) or 0.0) > 0:
         return None, f"{name} with s_churn adds noise before each model call"
     sampling = getattr(model, "model_sampling", None)
     if kind == lf_landing.EULER_ANCESTRAL and any(c.__name__ == "CONST" for c in type(sampling).__mro__):

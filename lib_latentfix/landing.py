@@ -51,6 +51,13 @@ SAMPLER_FUNCTIONS: dict[str, str] = {
 }
 K_DIFFUSION_KINDS = (EULER, EULER_ANCESTRAL, HEUN, DPMPP_2M)
 
+# k-diffusion functions that call the model once per step, exactly at the step's sigma: each model call's timestep
+# follows from the run's sigma list alone (the WebUI's and ComfyUI's window decisions both use this list).
+ONE_CALL_PER_STEP = frozenset({"sample_euler", "sample_euler_ancestral", "sample_lms", "sample_dpmpp_2m",
+                               "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde", "sample_lcm"})
+# k-diffusion functions that add noise before the model call when "s_churn" is set (the call then sees another sigma).
+CHURN = frozenset({"sample_euler", "sample_heun", "sample_dpm_2"})
+
 # How a message and the README name each kind, and whether the post's latent is reached exactly.
 KIND_LABELS: dict[str, str] = {EULER: "Euler", EULER_ANCESTRAL: "Euler a", HEUN: "Heun", DPMPP_2M: "DPM++ 2M",
                                DDIM: "DDIM"}
@@ -297,6 +304,6 @@ class LatentRun:
         return torch.add(prediction, self.change.to(prediction.dtype), alpha=self.weight)
 
 
-__all__ = ["CallPlan", "DDIM", "DPMPP_2M", "EULER", "EULER_ANCESTRAL", "HEUN", "HISTORY_CUTOFF", "KIND_LABELS",
-           "Landing", "LatentRun", "SAMPLER_FUNCTIONS", "ddim_landings", "k_diffusion_landings", "landed_latent", "plan_calls",
+__all__ = ["CHURN", "CallPlan", "DDIM", "DPMPP_2M", "EULER", "EULER_ANCESTRAL", "HEUN", "HISTORY_CUTOFF", "KIND_LABELS",
+           "Landing", "LatentRun", "ONE_CALL_PER_STEP", "SAMPLER_FUNCTIONS", "ddim_landings", "k_diffusion_landings", "landed_latent", "plan_calls",
            "rewrite", "sampler_kind"]

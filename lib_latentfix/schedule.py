@@ -314,10 +314,10 @@ def run(
     change: bool = False,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """:func:`apply` (with ``change``: the change it makes, ``apply(...) − x``, which may be ``[B, C, 1, 1]`` where
-    it is the same at every pixel: it broadcasts against ``x``), also returning evidence of which images held a NaN or ±inf (in the region looked at) and so
-    were left alone: a ``[B, k]`` tensor on the device whose row i is finite unless image i did — the first
-    statistics taken, left for whoever wants to count, so that no call spends operations on it; None when no step
-    looked at the latent."""
+    it is the same at every pixel: it broadcasts against ``x``), also returning evidence of which images held a NaN
+    or ±inf (in the region looked at) and so were left alone: a ``[B, k]`` tensor on the device whose row i is finite
+    unless image i did — the first statistics taken, left for whoever wants to count, so that no call spends
+    operations on it; None when no step looked at the latent."""
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
     check_latent(x)
@@ -362,4 +362,6 @@ def run(
     if weight_mask is not None:
         usable = torch.isfinite(runner.evidence).all(dim=1)  # (inpainting only: the blend must skip images with inf)
         out = blend(x, out.to(weight_mask.dtype), usable, 1.0, weight_mask)
-    return (out.sub_(x) if change and out.dtype == x.dtype else out - x if change else out), runner.evidence
+    if not change:
+        return out, runner.evidence
+    return (out.sub_(x) if out.dtype == x.dtype else out - x), runner.evidence  # (out is a new tensor: ours)

@@ -34,11 +34,8 @@ INNER_PASS_FLAGS: tuple[str, ...] = ("_ad_inner",)  # ADetailer (adetailer/scrip
 # sigma_i and sigma_i+1 (Heun exactly at sigma_i+1, DPM2 at the log-midpoint, DPM++ SDE at t + h/2). Ancestral
 # second-order samplers (DPM2 a, DPM++ 2S a) evaluate below sigma_i+1, Restart and DPM fast/adaptive follow their
 # own schedules: those fall back to testing the windows on the device.
-FIRST_ORDER = {"sample_euler", "sample_euler_ancestral", "sample_lms", "sample_dpmpp_2m", "sample_dpmpp_2m_sde",
-               "sample_dpmpp_3m_sde", "sample_lcm"}
+FIRST_ORDER = lf_landing.ONE_CALL_PER_STEP
 SECOND_ORDER = {"sample_heun", "sample_dpm_2", "sample_dpmpp_sde"}
-# Samplers that add noise before the model call when the user sets "s_churn" (the call then sees another sigma).
-CHURN = {"sample_euler", "sample_heun", "sample_dpm_2"}
 
 
 def log(message: str) -> None:
@@ -177,7 +174,7 @@ def _k_landings(p: Any, sampler: Any, function: str, sigmas: torch.Tensor) -> tu
     kind = lf_landing.sampler_kind(function)
     if kind is None:
         return None, f"no known step for {function}"
-    if function in CHURN and float(getattr(p, "s_churn", 0.0) or 0.0) > 0:
+    if function in lf_landing.CHURN and float(getattr(p, "s_churn", 0.0) or 0.0) > 0:
         return None, f"{function} with s_churn adds noise before each model call"
     return lf_landing.k_diffusion_landings(kind, sigmas, eta=_sampler_eta(p, sampler)), None
 
